@@ -1,0 +1,319 @@
+"""Turning results into tables, target verdicts and ``docs/benchmarks.md``."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from common import Result
+
+OURS, REFERENCE, NOOP = "ours", "reference", "noop"
+GEN_BOUND = 90.0  # load generator CPU % above which a number is suspect
+
+TITLES = {
+    "W1": "W1: appends, 1 record per POST (64 connections, 100 streams)",
+    "W2": "W2: appends, 50 records per POST (64 connections, 100 streams)",
+    "L": "L: live SSE latency (1 writer at 200 records/s, 100 SSE readers)",
+    "F": "F: SSE fan-out (1 writer, 4 in flight, 50 SSE readers)",
+    "C": "C: catch-up read of 10,000 records (~2.6 MB) from offset -1",
+}
+# (metric key, label); a label ending in "(lower is better)" flips nothing,
+# it only tells the reader which way the ratio should go.
+ROWS: dict[str, list[tuple[str, str]]] = {
+    "W1": [
+        ("requests/s", "appends/s"),
+        ("p50 ms", "p50 latency ms (lower is better)"),
+        ("p99 ms", "p99 latency ms (lower is better)"),
+    ],
+    "W2": [
+        ("records/s", "records/s"),
+        ("requests/s", "POSTs/s"),
+        ("p50 ms", "p50 latency ms (lower is better)"),
+        ("p99 ms", "p99 latency ms (lower is better)"),
+    ],
+    "L": [
+        ("p50 ms", "delivery p50 ms (lower is better)"),
+        ("p99 ms", "delivery p99 ms (lower is better)"),
+        ("max ms", "delivery max ms (lower is better)"),
+        ("missing", "records missing at a reader"),
+        ("writer appends/s", "writer appends/s"),
+    ],
+    "F": [
+        ("delivered records/s", "delivered records/s (sum of readers)"),
+        ("writer appends/s", "writer appends/s"),
+        ("missing", "records missing after drain"),
+    ],
+    "C": [
+        ("MB/s", "MB/s"),
+        ("median ms", "median time ms (lower is better)"),
+    ],
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One target, what was observed, and whether it was met."""
+
+    target: str
+    observed: str
+    status: str  # "met", "missed" or "n/a"
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if value >= 1000:
+        return f"{value:,.0f}"
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A Markdown table padded so that it also reads well in a terminal."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
+                  enumerate(zip(cells, widths, strict=True))]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "|" + "|".join(
+        "-" * (w + 1) + (":" if i else "-") for i, w in enumerate(widths)
+    ) + "|"
+    return [line(header), rule, *(line(r) for r in rows)]
+
+
+def _cpu(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f}%"
+
+
+def workload_table(name: str, results: dict[str, Result]) -> list[str]:
+    """The table of one workload: ours / reference / ratio (and extras)."""
+    ours, ref = results.get(OURS), results.get(REFERENCE)
+    header = ["metric", OURS, REFERENCE, "ours / ref"]
+    rows = []
+    for key, label in ROWS[name]:
+        a = ours.metrics.get(key) if ours else None
+        b = ref.metrics.get(key) if ref else None
+        ratio = f"{a / b:.2f}×" if a is not None and b else "–"
+        rows.append([label, _fmt(a), _fmt(b), ratio])
+    extras = sorted({k for r in (ours, ref) if r for k in r.extra})
+    for key in extras:
+        rows.append(
+            [
+                key,
+                ours.extra.get(key, "–") if ours else "–",
+                ref.extra.get(key, "–") if ref else "–",
+                "",
+            ]
+        )
+    rows.append(
+        ["server CPU (core 0)", _cpu(ours and ours.server_cpu),
+         _cpu(ref and ref.server_cpu), ""]
+    )
+    rows.append(
+        ["load generator CPU (core 1)", _cpu(ours and ours.gen_cpu),
+         _cpu(ref and ref.gen_cpu), ""]
+    )
+    rows.append(["checks", _valid(ours), _valid(ref), ""])
+    return _table(header, rows)
+
+
+def _valid(result: Result | None) -> str:
+    if result is None:
+        return "not run"
+    return "ok" if result.valid else "FAILED"
+
+
+def noop_lines(results: dict[str, Result]) -> list[str]:
+    """The no-op ceiling and each server's share of it."""
+    noop = results.get(NOOP)
+    if noop is None:
+        return []
+    ceiling = noop.metrics.get("requests/s", 0.0)
+    header = ["server", "W1 requests/s", "share of no-op ceiling", "p99 ms"]
+    rows = []
+    for name in (NOOP, OURS, REFERENCE):
+        r = results.get(name)
+        if r is None:
+            continue
+        rate = r.metrics.get("requests/s", 0.0)
+        share = f"{100 * rate / ceiling:.0f}%" if ceiling else "–"
+        rows.append([name, _fmt(rate), share, _fmt(r.metrics.get("p99 ms"))])
+    gen = f"{noop.gen_cpu:.0f}%"
+    return [
+        *_table(header, rows),
+        "",
+        f"No-op run: load generator CPU {gen}, server CPU {_cpu(noop.server_cpu)}.",
+    ]
+
+
+def _ratio(
+    results: dict[str, dict[str, Result]], workload: str, key: str
+) -> float | None:
+    by_server = results.get(workload, {})
+    ours, ref = by_server.get(OURS), by_server.get(REFERENCE)
+    if ours is None or ref is None or not ref.metrics.get(key):
+        return None
+    return ours.metrics.get(key, 0.0) / ref.metrics[key]
+
+
+def verdicts(results: dict[str, dict[str, Result]]) -> list[Verdict]:
+    """Evaluate the project's performance targets for our server."""
+    out = []
+
+    def valid(workload: str) -> bool:
+        both = results.get(workload, {})
+        return all(r.valid for r in both.values())
+
+    def ratio_target(label: str, workload: str, key: str, goal: float) -> None:
+        ratio = _ratio(results, workload, key)
+        if ratio is None:
+            out.append(Verdict(label, "not measured", "n/a"))
+            return
+        status = "met" if ratio >= goal and valid(workload) else "missed"
+        note = "" if valid(workload) else " (checks failed)"
+        out.append(Verdict(label, f"{ratio:.2f}×{note}", status))
+
+    w1 = _ratio(results, "W1", "requests/s")
+    if w1 is None:
+        out.append(Verdict("W1 appends/s ≥ 1.5× reference", "not measured", "n/a"))
+    else:
+        ok = valid("W1")
+        status = "met" if w1 >= 1.5 and ok else "missed"
+        if w1 < 1.0:
+            status = "missed (below the 1.0× floor)"
+        note = "" if ok else " (checks failed)"
+        out.append(
+            Verdict("W1 appends/s ≥ 1.5× reference (never < 1.0×)", f"{w1:.2f}×{note}",
+                    status)
+        )
+    ratio_target("W2 records/s ≥ 1.5× reference", "W2", "records/s", 1.5)
+    ours_l = results.get("L", {}).get(OURS)
+    if ours_l is None:
+        out.append(Verdict("L p99 ≤ 10 ms, nothing missing", "not measured", "n/a"))
+    else:
+        p99 = ours_l.metrics.get("p99 ms", float("inf"))
+        missing = int(ours_l.metrics.get("missing", -1))
+        ok = p99 <= 10.0 and missing == 0 and ours_l.valid
+        out.append(
+            Verdict(
+                "L p99 ≤ 10 ms, nothing missing",
+                f"p99 {p99:.2f} ms, {missing} missing",
+                "met" if ok else "missed",
+            )
+        )
+    ratio_target("C no slower than reference (MB/s)", "C", "MB/s", 1.0)
+    ratio_target("F delivered records/s ≥ 1.5× reference", "F",
+                 "delivered records/s", 1.5)
+    return out
+
+
+def machine_facts() -> list[str]:
+    """Lines describing the machine and toolchain."""
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        with open("/proc/meminfo") as fh:
+            kb = int(fh.readline().split()[1])
+            mem = f"{kb / 1024 / 1024:.1f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    return [
+        f"- CPU: {model}, nproc = {os.cpu_count()}, {mem}",
+        f"- OS: {platform.system()} {platform.release()}",
+        f"- Python {platform.python_version()}, Node {_node_version()}",
+        "- Every server process (all its threads) pinned to core 0 with"
+        " `taskset -c 0`; the load generator (this process, asyncio + uvloop,"
+        " hand-built HTTP/1.1 on keep-alive connections) pinned to core 1.",
+        "- Loopback only (127.0.0.1).",
+    ]
+
+
+def _node_version() -> str:
+    try:
+        out = subprocess.run(
+            ["node", "--version"], capture_output=True, text=True, timeout=10
+        )
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "not installed"
+
+
+def render(
+    results: dict[str, dict[str, Result]],
+    command: str,
+    server_commands: dict[str, str],
+    skipped: dict[str, str],
+    started: str,
+    elapsed: float,
+) -> str:
+    """The complete ``docs/benchmarks.md`` text."""
+    lines = [
+        "# Threadline benchmarks",
+        "",
+        f"Generated by `bench/run.py` on {started} (took {elapsed:.0f} s)."
+        " See `bench/README.md` for what each workload does.",
+        "",
+        "## Machine",
+        "",
+        *machine_facts(),
+        "",
+        "## Command",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        "Servers (each started fresh for every workload, on a free port):",
+        "",
+    ]
+    for name, cmd in server_commands.items():
+        lines.append(f"- {name}: `{cmd}`")
+    for name, why in skipped.items():
+        lines.append(f"- {name}: **not run** ({why})")
+    lines += ["", "## Targets", ""]
+    rows = [[v.target, v.observed, v.status] for v in verdicts(results)]
+    lines += _table(["target", "observed", "status"], rows)
+    for workload in ("W1", "W2", "L", "F", "C"):
+        if workload not in results:
+            continue
+        lines += ["", f"## {TITLES[workload]}", ""]
+        lines += workload_table(workload, results[workload])
+        if workload == "W1" and NOOP in results[workload]:
+            lines += ["", "### No-op ceiling (W1-shaped requests, raw ASGI app "
+                      "answering 204 on uvicorn + uvloop + httptools)", ""]
+            lines += noop_lines(results[workload])
+        problems = [
+            f"- {server}: {p}"
+            for server, r in results[workload].items()
+            for p in r.problems[:10]
+        ]
+        if problems:
+            lines += ["", "Check failures:", "", *problems]
+        bound = [
+            server
+            for server, r in results[workload].items()
+            if r.gen_cpu >= GEN_BOUND
+        ]
+        if bound:
+            lines += [
+                "",
+                f"Warning: the load generator used ≥ {GEN_BOUND:.0f}% of its core"
+                f" against {', '.join(bound)}; those numbers may be generator-bound.",
+            ]
+    return "\n".join(lines) + "\n"

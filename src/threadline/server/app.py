@@ -1,0 +1,81 @@
+"""``create_app(config)``: the ASGI application and its lifespan.
+
+Routing is a prefix match on the hot paths (raw ASGI); the store is opened in
+the lifespan startup and flushed and closed in its shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import asdict
+
+import orjson
+
+from ..storage import LogStore, open_log_store
+from .config import Config
+from .http import Receive, Scope, Send, error_body, send_response
+from .streams import PREFIX, StreamHandler
+
+__all__ = ["Application", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+
+class Application:
+    """The Threadline ASGI app. ``drain()`` starts a graceful shutdown."""
+
+    def __init__(self, config: Config, store: LogStore | None = None) -> None:
+        self.config = config
+        self.store = store if store is not None else open_log_store(config.store)
+        self.draining = asyncio.Event()
+        self.streams = StreamHandler(config, self.store, self.draining)
+
+    def drain(self) -> None:
+        """Stop waiting: long-polls answer now, SSE streams end after a control event."""
+        self.draining.set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path: str = scope["path"]
+            if path.startswith(PREFIX):
+                await self.streams(scope, receive, send)
+            elif path == "/healthz":
+                status = 503 if self.draining.is_set() else 200
+                body = b'{"status":"draining"}' if status == 503 else b'{"status":"ok"}'
+                headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+                await send_response(send, status, headers, body)
+            elif path == "/v1/metrics":
+                body = orjson.dumps(asdict(self.store.stats))
+                await send_response(send, 200, [(b"content-type", b"application/json")], body)
+            else:
+                headers = [
+                    (b"content-type", b"application/json"),
+                    (b"x-content-type-options", b"nosniff"),
+                ]
+                await send_response(send, 404, headers, error_body("not_found", "no such route"))
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.store.start()
+                except Exception as exc:
+                    logger.error("! store failed to start: %s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.drain()
+                await self.store.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app(config: Config, *, store: LogStore | None = None) -> Application:
+    """Build the ASGI application for ``config`` (the store opens at startup)."""
+    return Application(config, store)

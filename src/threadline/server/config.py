@@ -1,0 +1,49 @@
+"""Server configuration, with the documented defaults of every limit."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["Config", "parse_duration"]
+
+_DURATION = re.compile(r"\A(\d+(?:\.\d+)?)(ms|s|m|h)?\Z")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """Parse ``500ms``, ``1s``, ``1.5s``, ``2m``, ``1h`` or bare seconds.
+
+    Raises:
+        ValueError: anything else.
+    """
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise ValueError(f"not a duration: {text!r} (try 20s or 500ms)")
+    return float(match[1]) * _UNITS[match[2]]
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything ``create_app`` needs. Defaults are the documented ones."""
+
+    store: str = "sqlite:///threadline.db"
+    """Store URL: ``sqlite:///PATH`` (relative), ``sqlite:////abs/path`` or ``memory://``."""
+    auth: bool = True
+    """Require bearer tokens on ``/v1/stream``; ``False`` only for local development."""
+    secret: str | None = None
+    """HS256 secret for tokens (required when ``auth``)."""
+    long_poll_timeout: float = 20.0
+    """Seconds a long-poll waits for data before answering 204."""
+    sse_reconnect_interval: float = 60.0
+    """Seconds after which an SSE response ends so clients reconnect (±10 % jitter)."""
+    drain_timeout: float = 10.0
+    """Seconds SIGTERM waits for in-flight requests before exiting."""
+    max_body_bytes: int = 8 * 1024 * 1024
+    """Largest request body accepted; larger ones get 413 without being buffered."""
+    read_chunk_bytes: int = 1024 * 1024
+    """Largest catch-up response body (at least one record is always sent)."""
+    cors_origins: tuple[str, ...] = ("*",)
+    """Origins allowed by CORS; ``*`` allows any."""
+    tenant: str = "default"
+    """Tenant of requests when auth is off."""

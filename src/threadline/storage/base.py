@@ -1,0 +1,351 @@
+"""The log seam: the contract every log store keeps.
+
+A *log* is an append-only sequence of records under a key (tenant, name),
+with a content type, optional expiry, and an open/closed flag. The Durable
+Streams surface stores one record per append request; session logs store one
+record per event.
+
+Every implementation must keep these obligations, which the shared contract
+suite (:mod:`threadline.testing`) checks, restarting the store between write
+and read:
+
+* **Acknowledged means durable.** ``create`` and ``append`` return only after
+  the change is committed as durably as the store promises (SQLite: fsync'd).
+  Readers and waiters never observe records that are not committed.
+* **Atomic appends.** All records of one ``append`` commit together with the
+  producer state, ``Stream-Seq`` and close flag they change, or none do.
+* **One order.** Offsets strictly increase within a log; every reader sees the
+  same records at the same offsets. Offsets are never re-used: a re-created
+  log gets a new generation (see :mod:`threadline.protocol.offsets`).
+* **Forks** share their source's records up to the fork point and never see
+  the source's later appends; a log with live forks is soft-deleted on delete
+  (``LogGone``) and collected when its last fork goes.
+* **Expiry.** A log whose TTL (sliding, refreshed by :meth:`LogStore.touch`)
+  or absolute expiry has passed behaves as if it did not exist.
+* **No guarantee rests on one process's memory**: caches are allowed, but the
+  store is the truth after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..protocol.offsets import Offset
+from ..protocol.streams import ProducerClaim, is_json, media_type
+
+__all__ = [
+    "AppendRequest",
+    "AppendResult",
+    "ForkSpec",
+    "LogConfig",
+    "LogInfo",
+    "LogKey",
+    "LogStore",
+    "ReadResult",
+    "Record",
+    "StoreStats",
+    "Waiters",
+    "slice_record",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class LogKey:
+    """Where a log lives: every key includes its tenant."""
+
+    tenant: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.tenant}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """A log's creation-time configuration (compared for idempotent creates)."""
+
+    content_type: str
+    ttl: int | None = None
+    """Sliding expiry in seconds, refreshed on access."""
+    expires_at: float | None = None
+    """Absolute expiry, epoch seconds; never extended."""
+
+    def same_as(self, other: LogConfig) -> bool:
+        """Equal configuration; content types compare by media type, ignoring case."""
+        return (
+            media_type(self.content_type) == media_type(other.content_type)
+            and self.ttl == other.ttl
+            and self.expires_at == other.expires_at
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ForkSpec:
+    """Create a log as a fork of ``source`` at ``offset`` (its tail when ``None``)."""
+
+    source: LogKey
+    offset: Offset | None = None
+    sub_offset: int = 0
+    """Bytes (or JSON messages) of the record after ``offset`` to include."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogInfo:
+    """A committed snapshot of a log's metadata."""
+
+    key: LogKey
+    generation: int
+    config: LogConfig
+    tail: Offset
+    earliest: Offset
+    closed: bool
+    fork_of: tuple[str, int, int] | None = None
+    """(source name, fork position, sub offset) for a fork, for idempotent re-creates."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One stored record and the offset just after it."""
+
+    offset: Offset
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    """Records after an offset, up to a size limit."""
+
+    records: Sequence[Record]
+    next_offset: Offset
+    """Where to read next: the offset of the last record, or the start offset."""
+    up_to_date: bool
+    """The read reached the tail."""
+    info: LogInfo
+
+    @property
+    def closed(self) -> bool:
+        """The log is closed and this read reached its final offset (EOF)."""
+        return self.up_to_date and self.info.closed
+
+
+@dataclass(frozen=True, slots=True)
+class AppendRequest:
+    """One atomic append: records, and the headers that guard it."""
+
+    records: Sequence[bytes] = ()
+    content_type: str | None = None
+    close: bool = False
+    producer: ProducerClaim | None = None
+    stream_seq: str | None = None
+    expected_tail: Offset | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """The outcome of an append."""
+
+    tail: Offset
+    """The log's tail after the append (the last record's offset)."""
+    duplicate: bool = False
+    """Nothing was written: the request repeated an accepted producer request."""
+    closed: bool = False
+    producer_seq: int | None = None
+    count: int = 0
+    """Records written by this request (0 for a duplicate)."""
+
+    @property
+    def offsets(self) -> list[Offset]:
+        """The offset of each record this request wrote, in order."""
+        first = self.tail.position - self.count + 1
+        return [Offset(self.tail.generation, p) for p in range(first, first + self.count)]
+
+
+@dataclass(slots=True)
+class StoreStats:
+    """Counters for metrics and benchmarks (monotonic since start)."""
+
+    commits: int = 0
+    fsyncs: int = 0
+    appends: int = 0
+    records: int = 0
+
+
+def slice_record(content_type: str, data: bytes, count: int) -> bytes | None:
+    """The first ``count`` bytes (or JSON messages) of a record, or ``None`` past its end.
+
+    JSON records hold the comma-joined messages of one append, without brackets.
+    """
+    if not is_json(content_type):
+        return data[:count] if count <= len(data) else None
+    import json
+
+    messages = json.loads(b"[" + data + b"]")
+    if count > len(messages):
+        return None
+    return b",".join(
+        json.dumps(m, separators=(",", ":"), ensure_ascii=False).encode()
+        for m in messages[:count]
+    )
+
+
+class Waiters:
+    """Wake-ups for readers waiting beyond an offset, on this process's event loop.
+
+    A store calls :meth:`notify` after a commit becomes visible; waiting is a
+    hint to re-read, never a source of data, so losing a wake-up across a
+    restart loses nothing.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[LogKey, set[asyncio.Future[None]]] = {}
+
+    async def wait(self, key: LogKey, timeout: float) -> bool:
+        """Wait for the next :meth:`notify` of ``key``; False on timeout."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiting = self._waiting.setdefault(key, set())
+        waiting.add(future)
+        try:
+            await asyncio.wait_for(future, timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            waiting.discard(future)
+            if not waiting:
+                self._waiting.pop(key, None)
+
+    def notify(self, key: LogKey) -> None:
+        """Wake every waiter of ``key``."""
+        for future in self._waiting.get(key, ()):
+            if not future.done():
+                future.set_result(None)
+
+    def notify_all(self) -> None:
+        """Wake every waiter (shutdown)."""
+        for key in list(self._waiting):
+            self.notify(key)
+
+
+class LogStore(ABC):
+    """Abstract log store. See the module docstring for the contract.
+
+    All methods are coroutines meant for one event loop. Errors are the
+    :mod:`threadline.exceptions` tree: ``LogNotFound`` (absent or expired),
+    ``LogGone`` (soft-deleted), ``OffsetGone`` (another generation),
+    ``InvalidOffset`` (beyond the tail), the append conflicts, and
+    ``StorageError`` for backend failures (never a driver's own exception).
+    """
+
+    stats: StoreStats
+
+    def __init__(self) -> None:
+        self.stats = StoreStats()
+
+    # Lifecycle
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Open the store (take locks, run migrations)."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Flush pending work (commits, access-time refreshes) and release the store.
+
+        Appends in flight complete (acknowledged) before this returns; appends
+        started afterwards fail with ``StorageError``.
+        """
+
+    # Writes
+
+    @abstractmethod
+    async def create(
+        self,
+        key: LogKey,
+        config: LogConfig | None,
+        *,
+        records: Sequence[bytes] = (),
+        closed: bool = False,
+        fork: ForkSpec | None = None,
+    ) -> tuple[LogInfo, bool]:
+        """Create a log, or confirm an existing one with the same configuration.
+
+        ``config`` may be ``None`` (or have an empty content type) only for a
+        fork, which then inherits the source's content type; a fork without a
+        TTL or expiry inherits the source's. Initial ``records`` and ``closed``
+        commit together with the creation.
+
+        Returns:
+            The log's info and whether it was created (False: it already
+            existed with the same configuration, and nothing changed).
+
+        Raises:
+            ConfigConflict: the key holds a log with another configuration
+                (or the key is soft-deleted).
+            LogNotFound: the fork source does not exist.
+            LogGone: the fork source is soft-deleted.
+            ContentTypeMismatch: a fork names another content type.
+            InvalidOffset: the fork offset is not in the source, or the
+                sub-offset passes the next record's end.
+        """
+
+    @abstractmethod
+    async def append(self, key: LogKey, request: AppendRequest) -> AppendResult:
+        """Append records atomically (possibly none, to close).
+
+        The producer state, ``Stream-Seq`` and close flag commit in the same
+        transaction as the records. Concurrent appends to one log are
+        serialized; the checks of :func:`~threadline.protocol.streams.check_append`
+        run inside that serialization.
+
+        Raises:
+            LogNotFound, LogGone, LogClosed, ContentTypeMismatch,
+            ProducerEpochStale, ProducerEpochSeq, ProducerSeqGap, SeqConflict,
+            TailMismatch.
+        """
+
+    @abstractmethod
+    async def delete(self, key: LogKey) -> None:
+        """Delete a log (soft-delete while forks read it; cascade when the last goes).
+
+        Raises:
+            LogNotFound, LogGone.
+        """
+
+    @abstractmethod
+    def touch(self, key: LogKey) -> None:
+        """Refresh a log's sliding TTL now; persisted with a later commit, never awaited."""
+
+    # Reads
+
+    @abstractmethod
+    async def head(self, key: LogKey) -> LogInfo:
+        """Committed metadata of a live log.
+
+        Raises:
+            LogNotFound, LogGone.
+        """
+
+    @abstractmethod
+    async def read(self, key: LogKey, after: Offset | None, *, max_bytes: int) -> ReadResult:
+        """Committed records after ``after`` (``None``: from the start).
+
+        Returns at least one record when any exists after ``after``, and stops
+        before the record that would pass ``max_bytes``.
+
+        Raises:
+            LogNotFound, LogGone, OffsetGone (another generation),
+            InvalidOffset (beyond the tail).
+        """
+
+    @abstractmethod
+    async def wait(self, key: LogKey, after: Offset, timeout: float) -> bool:
+        """Wait until the log has a record after ``after``, is closed, or goes away.
+
+        Returns at once when that already holds. Cancelling is safe.
+
+        Returns:
+            True if woken by such a change, False on timeout.
+        """

@@ -1,0 +1,342 @@
+"""MemoryLogStore: the reference implementation of the log seam, and a test double.
+
+Everything lives in this process's memory: it keeps nothing across a process
+restart, so it suits tests and throw-away development servers only. ``stop``
+followed by ``start`` on the same object keeps the data (a store restart, as
+the contract suite does it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ..exceptions import (
+    ConfigConflict,
+    ContentTypeMismatch,
+    InvalidOffset,
+    LogGone,
+    LogNotFound,
+    OffsetGone,
+    StorageError,
+)
+from ..protocol.offsets import Offset, Segment, earliest, offset_at, resolve
+from ..protocol.streams import (
+    LogState,
+    ProducerClaim,
+    ProducerState,
+    check_append,
+    media_type,
+)
+from .base import (
+    AppendRequest,
+    AppendResult,
+    ForkSpec,
+    LogConfig,
+    LogInfo,
+    LogKey,
+    LogStore,
+    ReadResult,
+    Record,
+    Waiters,
+    slice_record,
+)
+
+__all__ = ["MemoryLogStore"]
+
+
+@dataclass(eq=False, slots=True)
+class _Log:
+    key: LogKey
+    generation: int
+    config: LogConfig
+    base: int = 0
+    parent: _Log | None = None
+    fork_of: tuple[str, int, int] | None = None
+    records: list[bytes] = field(default_factory=list)
+    closed: bool = False
+    closed_by: ProducerClaim | None = None
+    stream_seq: str | None = None
+    producers: dict[str, ProducerState] = field(default_factory=dict)
+    last_access: float = 0.0
+    soft_deleted: bool = False
+    children: int = 0
+
+    @property
+    def tail_position(self) -> int:
+        return self.base + len(self.records)
+
+    def chain(self, upto: int | None = None) -> list[tuple[_Log, Segment]]:
+        high = self.tail_position if upto is None else upto
+        own = (self, Segment(self.generation, self.base, high))
+        if self.parent is None:
+            return [own]
+        return [*self.parent.chain(self.base), own]
+
+    def segments(self) -> list[Segment]:
+        return [segment for _, segment in self.chain()]
+
+
+class MemoryLogStore(LogStore):
+    """In-memory log store. A single process only; nothing survives it."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self._clock = clock
+        self._logs: dict[LogKey, _Log] = {}
+        self._next_generation = 1
+        self._waiters = Waiters()
+        self._running = False
+
+    # Lifecycle
+
+    async def start(self) -> None:
+        self._running = True
+
+    async def stop(self) -> None:
+        self._running = False
+        self._waiters.notify_all()
+
+    # Helpers
+
+    def _check_running(self) -> None:
+        if not self._running:
+            raise StorageError("store is not running")
+
+    def _expired(self, log: _Log, now: float) -> bool:
+        config = log.config
+        if config.expires_at is not None and now >= config.expires_at:
+            return True
+        return config.ttl is not None and now >= log.last_access + config.ttl
+
+    def _live(self, key: LogKey, *, allow_soft: bool = False) -> _Log:
+        log = self._logs.get(key)
+        if log is None:
+            raise LogNotFound(f"no log {key}")
+        if not log.soft_deleted and self._expired(log, self._clock()):
+            self._remove(log)
+            raise LogNotFound(f"log {key} expired")
+        if log.soft_deleted and not allow_soft:
+            raise LogGone(f"log {key} is deleted")
+        return log
+
+    def _remove(self, log: _Log) -> None:
+        """Delete ``log``: soft while forks read it, then collect up the chain."""
+        if log.children:
+            log.soft_deleted = True
+        else:
+            if self._logs.get(log.key) is log:
+                del self._logs[log.key]
+            parent = log.parent
+            if parent is not None:
+                parent.children -= 1
+                if parent.soft_deleted and parent.children == 0:
+                    self._remove(parent)
+        self._waiters.notify(log.key)
+
+    def _info(self, log: _Log) -> LogInfo:
+        chain = log.segments()
+        return LogInfo(
+            key=log.key,
+            generation=log.generation,
+            config=log.config,
+            tail=offset_at(chain, log.tail_position),
+            earliest=earliest(chain),
+            closed=log.closed,
+            fork_of=log.fork_of,
+        )
+
+    # Writes
+
+    async def create(
+        self,
+        key: LogKey,
+        config: LogConfig | None,
+        *,
+        records: Sequence[bytes] = (),
+        closed: bool = False,
+        fork: ForkSpec | None = None,
+    ) -> tuple[LogInfo, bool]:
+        self._check_running()
+        now = self._clock()
+        parent: _Log | None = None
+        base = 0
+        fork_of: tuple[str, int, int] | None = None
+        first: list[bytes] = []
+        if fork is not None:
+            try:
+                parent = self._live(fork.source)
+            except LogGone as exc:
+                raise ConfigConflict("the fork source is deleted") from exc
+            config = _fork_config(config, parent.config)
+            base = _fork_position(parent.segments(), parent.tail_position, fork.offset)
+            if fork.sub_offset:
+                if base >= parent.tail_position:
+                    raise InvalidOffset("sub-offset past the end of the source")
+                piece = slice_record(
+                    parent.config.content_type, self._record_at(parent, base + 1), fork.sub_offset
+                )
+                if piece is None:
+                    raise InvalidOffset("sub-offset past the end of the record")
+                first.append(piece)
+            fork_of = (fork.source.name, base, fork.sub_offset)
+        if config is None:
+            raise ValueError("config is required unless forking")
+        existing = self._logs.get(key)
+        if existing is not None and not existing.soft_deleted:
+            if self._expired(existing, now):
+                self._remove(existing)
+                existing = self._logs.get(key)
+        if existing is not None:
+            if (
+                existing.soft_deleted
+                or not existing.config.same_as(config)
+                or existing.closed != closed
+                or existing.fork_of != fork_of
+            ):
+                raise ConfigConflict(f"log {key} exists with another configuration")
+            existing.last_access = now
+            return self._info(existing), False
+        log = _Log(
+            key=key,
+            generation=self._next_generation,
+            config=config,
+            base=base,
+            parent=parent,
+            fork_of=fork_of,
+            records=[*first, *records],
+            closed=closed,
+            last_access=now,
+        )
+        self._next_generation += 1
+        if parent is not None:
+            parent.children += 1
+        self._logs[key] = log
+        self.stats.commits += 1
+        return self._info(log), True
+
+    def _record_at(self, log: _Log, position: int) -> bytes:
+        for owner, segment in log.chain():
+            if segment.low < position <= segment.high:
+                return owner.records[position - owner.base - 1]
+        raise InvalidOffset(f"no record at position {position}")
+
+    async def append(self, key: LogKey, request: AppendRequest) -> AppendResult:
+        self._check_running()
+        log = self._live(key)
+        state = LogState(
+            generation=log.generation,
+            content_type=log.config.content_type,
+            tail=offset_at(log.segments(), log.tail_position),
+            closed=log.closed,
+            stream_seq=log.stream_seq,
+            closed_by=log.closed_by,
+        )
+        claim = request.producer
+        outcome = check_append(
+            state,
+            log.producers.get(claim.producer_id) if claim else None,
+            content_type=request.content_type,
+            has_data=bool(request.records),
+            close=request.close,
+            claim=claim,
+            stream_seq=request.stream_seq,
+            expected_tail=request.expected_tail,
+        )
+        log.last_access = self._clock()
+        if outcome.duplicate:
+            return AppendResult(
+                state.tail, duplicate=True, closed=log.closed, producer_seq=outcome.producer_seq
+            )
+        log.records.extend(request.records)
+        if claim is not None:
+            log.producers[claim.producer_id] = ProducerState(claim.epoch, claim.seq)
+        if request.stream_seq is not None:
+            log.stream_seq = request.stream_seq
+        if request.close:
+            log.closed = True
+            log.closed_by = claim
+        self.stats.commits += 1
+        self.stats.appends += 1
+        self.stats.records += len(request.records)
+        self._waiters.notify(key)
+        return AppendResult(
+            offset_at(log.segments(), log.tail_position),
+            closed=log.closed,
+            producer_seq=outcome.producer_seq,
+            count=len(request.records),
+        )
+
+    async def delete(self, key: LogKey) -> None:
+        self._check_running()
+        self._remove(self._live(key))
+
+    def touch(self, key: LogKey) -> None:
+        log = self._logs.get(key)
+        if log is not None:
+            log.last_access = self._clock()
+
+    # Reads
+
+    async def head(self, key: LogKey) -> LogInfo:
+        self._check_running()
+        return self._info(self._live(key))
+
+    async def read(self, key: LogKey, after: Offset | None, *, max_bytes: int) -> ReadResult:
+        self._check_running()
+        log = self._live(key)
+        chain = log.chain()
+        segments = [segment for _, segment in chain]
+        start = 0 if after is None else resolve(segments, after)
+        records: list[Record] = []
+        size = 0
+        position = start
+        for owner, segment in chain:
+            if position >= segment.high:
+                continue
+            for p in range(max(position, segment.low) + 1, segment.high + 1):
+                data = owner.records[p - owner.base - 1]
+                if records and size + len(data) > max_bytes:
+                    break
+                records.append(Record(Offset(segment.generation, p), data))
+                size += len(data)
+                position = p
+            else:
+                continue
+            break
+        tail = log.tail_position
+        next_offset = records[-1].offset if records else offset_at(segments, start)
+        if after is not None and not records and not after.is_zero:
+            next_offset = after
+        return ReadResult(records, next_offset, position >= tail, self._info(log))
+
+    async def wait(self, key: LogKey, after: Offset, timeout: float) -> bool:
+        self._check_running()
+        log = self._live(key)
+        position = resolve(log.segments(), after)
+        if position < log.tail_position or log.closed:
+            return True
+        return await self._waiters.wait(key, timeout)
+
+
+def _fork_position(chain: list[Segment], tail: int, offset: Offset | None) -> int:
+    """Where a fork starts in its source; an offset outside the source is invalid."""
+    if offset is None:
+        return tail
+    try:
+        return resolve(chain, offset)
+    except OffsetGone as exc:
+        raise InvalidOffset(f"fork offset {offset} is not in the source") from exc
+
+
+def _fork_config(requested: LogConfig | None, source: LogConfig) -> LogConfig:
+    """A fork's configuration: inherit the content type and the expiry it does not set."""
+    content_type = source.content_type
+    if requested is not None and requested.content_type:
+        if media_type(requested.content_type) != media_type(source.content_type):
+            raise ContentTypeMismatch("a fork keeps its source's content type")
+        content_type = requested.content_type
+    if requested is not None and (requested.ttl is not None or requested.expires_at is not None):
+        return LogConfig(content_type, requested.ttl, requested.expires_at)
+    return LogConfig(content_type, source.ttl, source.expires_at)
