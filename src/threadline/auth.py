@@ -41,7 +41,9 @@ class AuthError(ThreadlineError):
 
     code = "unauthorized"
 
-    def __init__(self, message: str, code: str = "unauthorized", status: int = 401) -> None:
+    def __init__(
+        self, message: str, code: str = "unauthorized", status: int = 401
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.status = status

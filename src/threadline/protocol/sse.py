@@ -13,23 +13,44 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["SSEDecoder", "SSEEvent", "encode_comment", "encode_control", "encode_data", "encode_event"]
+__all__ = [
+    "SSEDecoder",
+    "SSEEvent",
+    "encode_comment",
+    "encode_control",
+    "encode_data",
+    "encode_event",
+]
 
 _LINES: Final = re.compile(rb"\r\n|\r|\n")
 _BASE64_LINE: Final = 76 * 1024
 
 
-def encode_event(data: bytes, *, event: str | None = None, id: str | None = None) -> bytes:
-    """Encode one event; ``data`` may contain any line terminators."""
+def encode_event(
+    data: bytes, *, event: str | None = None, id: str | None = None
+) -> bytes:
+    """Encode one event; ``data`` may contain any line terminators.
+
+    Raises:
+        ValueError: ``event`` or ``id`` contains a line terminator, which
+            would end the field early and let the rest pose as new fields.
+    """
     parts: list[bytes] = []
     if event is not None:
-        parts.append(b"event: " + event.encode() + b"\n")
+        parts.append(b"event: " + _field_value(event, "event") + b"\n")
     if id is not None:
-        parts.append(b"id: " + id.encode() + b"\n")
+        parts.append(b"id: " + _field_value(id, "id") + b"\n")
     for line in _LINES.split(data):
         parts.append(b"data:" + line + b"\n")
     parts.append(b"\n")
     return b"".join(parts)
+
+
+def _field_value(value: str, name: str) -> bytes:
+    encoded = value.encode()
+    if _LINES.search(encoded):
+        raise ValueError(f"SSE {name} must not contain a line terminator: {value!r}")
+    return encoded
 
 
 def encode_data(payload: bytes, encoding: str | None) -> bytes:
@@ -37,18 +58,27 @@ def encode_data(payload: bytes, encoding: str | None) -> bytes:
     if encoding == "base64":
         text = base64.b64encode(payload)
         lines = [text[i : i + _BASE64_LINE] for i in range(0, len(text), _BASE64_LINE)]
-        return b"event: data\n" + b"".join(b"data:" + x + b"\n" for x in lines or [b""]) + b"\n"
+        return (
+            b"event: data\n"
+            + b"".join(b"data:" + x + b"\n" for x in lines or [b""])
+            + b"\n"
+        )
     return encode_event(payload, event="data")
 
 
 def encode_control(json_payload: bytes) -> bytes:
-    """A Durable Streams ``event: control`` carrying a one-line JSON object."""
-    return b"event: control\ndata:" + json_payload + b"\n\n"
+    """A Durable Streams ``event: control`` carrying a JSON object.
+
+    Compact JSON is one ``data:`` line; pretty-printed JSON is split like
+    any payload, so its line breaks cannot end the event.
+    """
+    return encode_event(json_payload, event="control")
 
 
 def encode_comment(text: str = "") -> bytes:
-    """A comment line (heartbeat); ignored by every decoder."""
-    return b": " + text.encode() + b"\n\n"
+    """A comment (heartbeat), one ``:`` line per line of ``text``; ignored by decoders."""
+    lines = _LINES.split(text.encode())
+    return b"".join(b": " + line + b"\n" for line in lines) + b"\n"
 
 
 @dataclass(slots=True)
@@ -74,6 +104,8 @@ class SSEDecoder:
         """Feed bytes; return the events they complete."""
         events: list[SSEEvent] = []
         buffer = self._buffer + chunk
+        if not buffer:
+            return events  # an empty chunk must not forget a pending CR
         if self._pending_cr and buffer.startswith(b"\n"):
             buffer = buffer[1:]
         self._pending_cr = False
@@ -91,7 +123,8 @@ class SSEDecoder:
 
     def _line(self, line: str) -> SSEEvent | None:
         if not line:
-            if not self._data and not self._event:
+            if not self._data:
+                self._event = ""  # WHATWG: no data, no event; the type resets
                 return None
             event = SSEEvent(self._event or "message", "\n".join(self._data), self._id)
             self._data, self._event = [], ""

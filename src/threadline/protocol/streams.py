@@ -48,13 +48,14 @@ MAX_PRODUCER_INT: Final = 2**53 - 1
 _DECIMAL: Final = re.compile(r"\A(?:0|[1-9][0-9]{0,15})\Z")
 CURSOR_EPOCH: Final = 1728432000  # 2024-10-09T00:00:00Z
 CURSOR_INTERVAL: Final = 20
+_CURSOR: Final = re.compile(r"\A[0-9]{1,18}\Z")
 
 
 # Content types
 
 
 def media_type(content_type: str) -> str:
-    """Lower-cased media type without parameters: ``Text/Plain; x=1`` → ``text/plain``."""
+    """Lower-cased media type without parameters (``Text/Plain; x=1``: ``text/plain``)."""
     return content_type.split(";", 1)[0].strip().lower()
 
 
@@ -104,6 +105,10 @@ def parse_expires_at(value: str) -> float:
         raise ProtocolError("Stream-Expires-At must be an RFC 3339 timestamp") from exc
     if moment.tzinfo is None:
         raise ProtocolError("Stream-Expires-At needs a time zone")
+    try:
+        moment = moment.astimezone(UTC)  # else format_expires_at fails later
+    except OverflowError as exc:
+        raise ProtocolError("Stream-Expires-At is out of range") from exc
     return moment.timestamp()
 
 
@@ -226,7 +231,8 @@ def check_append(
                 raise ProducerEpochStale(producer.epoch)
         raise LogClosed(state.tail)
     if has_data and (
-        content_type is None or media_type(content_type) != media_type(state.content_type)
+        content_type is None
+        or media_type(content_type) != media_type(state.content_type)
     ):
         raise ContentTypeMismatch(
             f"log has content type {state.content_type!r}, request {content_type!r}"
@@ -266,7 +272,8 @@ def compute_cursor(now: float, client_cursor: str | None, jitter_seconds: int) -
     pushed ahead by ``jitter_seconds`` (1–3600, chosen by the caller).
     """
     interval = int((now - CURSOR_EPOCH) // CURSOR_INTERVAL)
-    if client_cursor is not None and client_cursor.isdigit():
+    # Not str.isdigit(): it accepts "²", and int() of 5000 digits raises.
+    if client_cursor is not None and _CURSOR.match(client_cursor):
         previous = int(client_cursor)
         if previous >= interval:
             return str(previous + max(1, jitter_seconds // CURSOR_INTERVAL))

@@ -32,7 +32,7 @@ class Application:
         self.streams = StreamHandler(config, self.store, self.draining)
 
     def drain(self) -> None:
-        """Stop waiting: long-polls answer now, SSE streams end after a control event."""
+        """Stop waiting: long-polls answer now, SSE ends after a control event."""
         self.draining.set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -44,17 +44,24 @@ class Application:
             elif path == "/healthz":
                 status = 503 if self.draining.is_set() else 200
                 body = b'{"status":"draining"}' if status == 503 else b'{"status":"ok"}'
-                headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+                headers = [
+                    (b"content-type", b"application/json"),
+                    (b"cache-control", b"no-store"),
+                ]
                 await send_response(send, status, headers, body)
             elif path == "/v1/metrics":
                 body = orjson.dumps(asdict(self.store.stats))
-                await send_response(send, 200, [(b"content-type", b"application/json")], body)
+                await send_response(
+                    send, 200, [(b"content-type", b"application/json")], body
+                )
             else:
                 headers = [
                     (b"content-type", b"application/json"),
                     (b"x-content-type-options", b"nosniff"),
                 ]
-                await send_response(send, 404, headers, error_body("not_found", "no such route"))
+                await send_response(
+                    send, 404, headers, error_body("not_found", "no such route")
+                )
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 

@@ -73,7 +73,9 @@ async def send_response(
 ) -> None:
     """Send a complete response (no body for HEAD, 204 and 304)."""
     if status in (204, 304) or head:
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send(
+            {"type": "http.response.start", "status": status, "headers": headers}
+        )
         await send({"type": "http.response.body", "body": b""})
         return
     headers.append((b"content-length", str(len(body)).encode()))

@@ -80,6 +80,8 @@ ALLOW_HEADERS = (
     b"Producer-Seq"
 )
 CACHEABLE = b"max-age=60, stale-while-revalidate=300"
+DISCARD_LIMIT = 64 * 1024 * 1024
+"""Bytes of a refused (413) body read and dropped before the connection closes."""
 
 
 class _Request:
@@ -112,7 +114,9 @@ class _Request:
 class StreamHandler:
     """ASGI handler for every method under ``/v1/stream/``."""
 
-    def __init__(self, config: Config, store: LogStore, draining: asyncio.Event) -> None:
+    def __init__(
+        self, config: Config, store: LogStore, draining: asyncio.Event
+    ) -> None:
         self.config = config
         self.store = store
         self.draining = draining
@@ -182,14 +186,20 @@ class StreamHandler:
         head = method == "HEAD"
         try:
             claims = self._authenticate(request)
-            key = LogKey(claims.tenant if claims else self.config.tenant, NAMESPACE + name)
+            key = LogKey(
+                claims.tenant if claims else self.config.tenant, NAMESPACE + name
+            )
             if method in ("GET", "HEAD"):
                 self._authorize(claims, name, write=False)
             elif method in ("PUT", "POST", "DELETE"):
                 self._authorize(claims, name, write=True)
             else:
                 await self._error(
-                    send, scope, 405, "method_not_allowed", f"{method} is not supported",
+                    send,
+                    scope,
+                    405,
+                    "method_not_allowed",
+                    f"{method} is not supported",
                     [(b"allow", b"GET, HEAD, PUT, POST, DELETE, OPTIONS")],
                 )
                 return
@@ -205,14 +215,38 @@ class StreamHandler:
                 await self.store.delete(key)
                 await send_response(send, 204, self._headers(scope))
         except BodyTooLarge:
-            await self._error(
-                send, scope, 413, "body_too_large",
-                f"request body exceeds {self.config.max_body_bytes} bytes",
-                [(b"connection", b"close")],
-            )
+            await self._refuse_body(scope, receive, send)
         except ThreadlineError as exc:
             status, extra = _status_of(exc)
             await self._error(send, scope, status, exc.code, str(exc), extra, head=head)
+
+    async def _refuse_body(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """413 at once, then discard what the client still sends, never buffering it.
+
+        Closing while the client is still writing would reset the connection
+        before it reads the 413, so the rest of the body is read and dropped,
+        up to a bound, then the connection closes.
+        """
+        headers = self._headers(scope)
+        headers += [
+            (b"content-type", b"application/json"),
+            (b"cache-control", b"no-store"),
+            (b"connection", b"close"),
+        ]
+        limit = self.config.max_body_bytes
+        body = error_body("body_too_large", f"request body exceeds {limit} bytes")
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        discarded = 0
+        while discarded < DISCARD_LIMIT:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            discarded += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        await send({"type": "http.response.body", "body": b""})
 
     # Auth
 
@@ -227,7 +261,9 @@ class StreamHandler:
     def _authorize(self, claims: Claims | None, name: str, *, write: bool) -> None:
         if claims is None:
             return
-        allowed = claims.may_write_stream(name) if write else claims.may_read_stream(name)
+        allowed = (
+            claims.may_write_stream(name) if write else claims.may_read_stream(name)
+        )
         if not allowed:
             verb = "write" if write else "read"
             raise AuthError(f"token may not {verb} stream {name!r}", "forbidden", 403)
@@ -246,14 +282,21 @@ class StreamHandler:
     # PUT: create or ensure
 
     async def _put(
-        self, request: _Request, key: LogKey, claims: Claims | None, receive: Receive, send: Send
+        self,
+        request: _Request,
+        key: LogKey,
+        claims: Claims | None,
+        receive: Receive,
+        send: Send,
     ) -> None:
         ttl_value = request.header(b"stream-ttl")
         expires_value = request.header(b"stream-expires-at")
         if ttl_value is not None and expires_value is not None:
             raise ProtocolError("send Stream-TTL or Stream-Expires-At, not both")
         ttl = parse_ttl(ttl_value) if ttl_value is not None else None
-        expires_at = parse_expires_at(expires_value) if expires_value is not None else None
+        expires_at = (
+            parse_expires_at(expires_value) if expires_value is not None else None
+        )
         closed = _is_true(request.header(b"stream-closed"))
         content_type = request.header(b"content-type")
         fork = self._fork_spec(request, key, claims)
@@ -273,7 +316,9 @@ class StreamHandler:
             headers.append((b"location", self._location(request).encode("latin-1")))
         await send_response(send, 201 if created else 200, headers)
 
-    def _fork_spec(self, request: _Request, key: LogKey, claims: Claims | None) -> ForkSpec | None:
+    def _fork_spec(
+        self, request: _Request, key: LogKey, claims: Claims | None
+    ) -> ForkSpec | None:
         source = request.header(b"stream-forked-from")
         offset_value = request.header(b"stream-fork-offset")
         sub_value = request.header(b"stream-fork-sub-offset")
@@ -309,7 +354,10 @@ class StreamHandler:
             headers.append((b"stream-ttl", str(info.config.ttl).encode()))
         if info.config.expires_at is not None:
             headers.append(
-                (b"stream-expires-at", format_expires_at(info.config.expires_at).encode())
+                (
+                    b"stream-expires-at",
+                    format_expires_at(info.config.expires_at).encode(),
+                )
             )
         if info.closed:
             headers.append((b"stream-closed", b"true"))
@@ -317,7 +365,9 @@ class StreamHandler:
 
     # POST: append / close
 
-    async def _post(self, request: _Request, key: LogKey, receive: Receive, send: Send) -> None:
+    async def _post(
+        self, request: _Request, key: LogKey, receive: Receive, send: Send
+    ) -> None:
         close = _is_true(request.header(b"stream-closed"))
         content_type = request.header(b"content-type")
         claim = parse_producer(
@@ -328,7 +378,9 @@ class StreamHandler:
         stream_seq = request.header(b"stream-seq")
         body = await read_body(receive, self.config.max_body_bytes, _length(request))
         if not body and not close:
-            raise ProtocolError("an append needs a body (or Stream-Closed: true)", "empty_body")
+            raise ProtocolError(
+                "an append needs a body (or Stream-Closed: true)", "empty_body"
+            )
         if body and content_type is None:
             raise ProtocolError("an append with a body needs a Content-Type")
         records = _records(content_type, body, allow_empty=False) if body else []
@@ -366,10 +418,14 @@ class StreamHandler:
 
     # GET
 
-    async def _get(self, request: _Request, key: LogKey, receive: Receive, send: Send) -> None:
+    async def _get(
+        self, request: _Request, key: LogKey, receive: Receive, send: Send
+    ) -> None:
         offset_text = request.single("offset")
         live = request.single("live")
-        if offset_text is not None and (not offset_text or "," in offset_text or " " in offset_text):
+        if offset_text is not None and (
+            not offset_text or "," in offset_text or " " in offset_text
+        ):
             raise InvalidOffset(f"malformed offset {offset_text!r}")
         if live not in (None, "long-poll", "sse"):
             raise ProtocolError(f"unknown live mode {live!r}", "invalid_live")
@@ -384,7 +440,9 @@ class StreamHandler:
         else:
             await self._catch_up(request, key, offset, send)
 
-    async def _catch_up(self, request: _Request, key: LogKey, offset: Offset | str, send: Send) -> None:
+    async def _catch_up(
+        self, request: _Request, key: LogKey, offset: Offset | str, send: Send
+    ) -> None:
         if offset == NOW:
             info = await self.store.head(key)
             headers = self._headers(request.scope)
@@ -400,9 +458,13 @@ class StreamHandler:
             await send_response(send, 200, headers, body)
             return
         after = offset if isinstance(offset, Offset) else None
-        result = await self.store.read(key, after, max_bytes=self.config.read_chunk_bytes)
+        result = await self.store.read(
+            key, after, max_bytes=self.config.read_chunk_bytes
+        )
         info = result.info
-        etag = make_etag(offset if after is not None else START, result.next_offset, result.closed)
+        etag = make_etag(
+            offset if after is not None else START, result.next_offset, result.closed
+        )
         headers = self._headers(request.scope)
         headers += [
             (b"content-type", info.config.content_type.encode("latin-1")),
@@ -415,7 +477,9 @@ class StreamHandler:
             headers.append((b"stream-closed", b"true"))
         self._cache(headers, self._cache_scope + b", " + CACHEABLE)
         if_none_match = request.header(b"if-none-match")
-        if if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]:
+        if if_none_match is not None and etag in [
+            t.strip() for t in if_none_match.split(",")
+        ]:
             await send_response(send, 304, headers)
             return
         body = _join(info.config.content_type, [r.data for r in result.records])
@@ -432,7 +496,12 @@ class StreamHandler:
         return offset if isinstance(offset, Offset) else None
 
     async def _long_poll(
-        self, request: _Request, key: LogKey, offset: Offset | str, receive: Receive, send: Send
+        self,
+        request: _Request,
+        key: LogKey,
+        offset: Offset | str,
+        receive: Receive,
+        send: Send,
     ) -> None:
         after = await self._resolve(key, offset)
         chunk = self.config.read_chunk_bytes
@@ -444,7 +513,9 @@ class StreamHandler:
             )
             drain = asyncio.ensure_future(self.draining.wait())
             try:
-                await asyncio.wait({disconnect, wait, drain}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    {disconnect, wait, drain}, return_when=asyncio.FIRST_COMPLETED
+                )
             finally:
                 for task in (disconnect, wait, drain):
                     task.cancel()
@@ -467,17 +538,26 @@ class StreamHandler:
             self._cache(headers, b"no-store")
             await send_response(send, 204, headers)
             return
-        etag = make_etag(after if after is not None else START, result.next_offset, result.closed)
+        etag = make_etag(
+            after if after is not None else START, result.next_offset, result.closed
+        )
         headers.append((b"etag", etag.encode()))
         self._cache(headers, self._cache_scope + b", " + CACHEABLE)
         body = _join(info.config.content_type, [r.data for r in result.records])
         await send_response(send, 200, headers, body)
 
     async def _sse(
-        self, request: _Request, key: LogKey, offset: Offset | str, receive: Receive, send: Send
+        self,
+        request: _Request,
+        key: LogKey,
+        offset: Offset | str,
+        receive: Receive,
+        send: Send,
     ) -> None:
         after = await self._resolve(key, offset)
-        first = await self.store.read(key, after, max_bytes=self.config.read_chunk_bytes)
+        first = await self.store.read(
+            key, after, max_bytes=self.config.read_chunk_bytes
+        )
         content_type = first.info.config.content_type
         encoding = sse_encoding(content_type)
         headers = self._headers(request.scope)
@@ -494,7 +574,9 @@ class StreamHandler:
         )
         disconnect = asyncio.ensure_future(_wait_disconnect(receive))
         try:
-            await asyncio.wait({stream, disconnect}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {stream, disconnect}, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             stream.cancel()
             disconnect.cancel()
@@ -523,8 +605,12 @@ class StreamHandler:
             if result.records:
                 payload = _join(content_type, [r.data for r in result.records])
                 after = result.next_offset
-                message = encode_data(payload, encoding) + self._control(request, result)
-                await send({"type": "http.response.body", "body": message, "more_body": True})
+                message = encode_data(payload, encoding) + self._control(
+                    request, result
+                )
+                await send(
+                    {"type": "http.response.body", "body": message, "more_body": True}
+                )
                 sent_up_to_date = result.up_to_date
                 if result.closed:
                     return
@@ -533,7 +619,9 @@ class StreamHandler:
                     continue
             elif result.closed or not sent_up_to_date:
                 message = self._control(request, result)
-                await send({"type": "http.response.body", "body": message, "more_body": True})
+                await send(
+                    {"type": "http.response.body", "body": message, "more_body": True}
+                )
                 sent_up_to_date = True
                 if result.closed:
                     return
@@ -549,7 +637,9 @@ class StreamHandler:
             if not woke and not result.records and not result.closed:
                 # Idle keep-alive: repeat the position so proxies see traffic.
                 message = self._control(request, result)
-                await send({"type": "http.response.body", "body": message, "more_body": True})
+                await send(
+                    {"type": "http.response.body", "body": message, "more_body": True}
+                )
 
     def _control(self, request: _Request, result: object) -> bytes:
         from ..storage.base import ReadResult
@@ -598,7 +688,9 @@ def _length(request: _Request) -> int | None:
         raise ProtocolError("malformed Content-Length") from exc
 
 
-def _records(content_type: str | None, body: bytes, *, allow_empty: bool) -> list[bytes]:
+def _records(
+    content_type: str | None, body: bytes, *, allow_empty: bool
+) -> list[bytes]:
     """Split a request body into records: one per append, JSON flattened one level."""
     if not body:
         return []
@@ -617,7 +709,9 @@ def _records(content_type: str | None, body: bytes, *, allow_empty: bool) -> lis
         if not value:
             if allow_empty:
                 return []
-            raise ProtocolError("an append of an empty JSON array adds nothing", "empty_array")
+            raise ProtocolError(
+                "an append of an empty JSON array adds nothing", "empty_array"
+            )
         text = body.strip()
         return [text[1:-1].strip()]
     return [body.strip()]
@@ -632,9 +726,14 @@ def _join(content_type: str, records: Sequence[bytes]) -> bytes:
 def _status_of(exc: ThreadlineError) -> tuple[int, Headers]:
     """HTTP status and extra headers for a Threadline error."""
     if isinstance(exc, AuthError):
-        return exc.status, [(b"www-authenticate", b"Bearer")] if exc.status == 401 else []
+        return exc.status, [
+            (b"www-authenticate", b"Bearer")
+        ] if exc.status == 401 else []
     if isinstance(exc, LogClosed):
-        return 409, [(b"stream-closed", b"true"), (b"stream-next-offset", str(exc.tail).encode())]
+        return 409, [
+            (b"stream-closed", b"true"),
+            (b"stream-next-offset", str(exc.tail).encode()),
+        ]
     if isinstance(exc, ProducerEpochStale):
         return 403, [(b"producer-epoch", str(exc.current_epoch).encode())]
     if isinstance(exc, ProducerSeqGap):

@@ -33,7 +33,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..protocol.offsets import Offset
+from ..exceptions import ContentTypeMismatch, InvalidOffset, OffsetGone
+from ..protocol.offsets import Offset, Segment, resolve
 from ..protocol.streams import ProducerClaim, is_json, media_type
 
 __all__ = [
@@ -48,6 +49,8 @@ __all__ = [
     "Record",
     "StoreStats",
     "Waiters",
+    "fork_config",
+    "fork_position",
     "slice_record",
 ]
 
@@ -103,7 +106,7 @@ class LogInfo:
     earliest: Offset
     closed: bool
     fork_of: tuple[str, int, int] | None = None
-    """(source name, fork position, sub offset) for a fork, for idempotent re-creates."""
+    """(source name, fork position, sub offset) of a fork, for idempotent creates."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +163,9 @@ class AppendResult:
     def offsets(self) -> list[Offset]:
         """The offset of each record this request wrote, in order."""
         first = self.tail.position - self.count + 1
-        return [Offset(self.tail.generation, p) for p in range(first, first + self.count)]
+        return [
+            Offset(self.tail.generation, p) for p in range(first, first + self.count)
+        ]
 
 
 @dataclass(slots=True)
@@ -174,7 +179,7 @@ class StoreStats:
 
 
 def slice_record(content_type: str, data: bytes, count: int) -> bytes | None:
-    """The first ``count`` bytes (or JSON messages) of a record, or ``None`` past its end.
+    """The first ``count`` bytes (or JSON messages) of a record (``None``: too few).
 
     JSON records hold the comma-joined messages of one append, without brackets.
     """
@@ -189,6 +194,38 @@ def slice_record(content_type: str, data: bytes, count: int) -> bytes | None:
         json.dumps(m, separators=(",", ":"), ensure_ascii=False).encode()
         for m in messages[:count]
     )
+
+
+def fork_position(chain: list[Segment], tail: int, offset: Offset | None) -> int:
+    """Where a fork starts in its source (its tail by default).
+
+    Raises:
+        InvalidOffset: the offset is not in the source's chain, or beyond its tail.
+    """
+    if offset is None:
+        return tail
+    try:
+        return resolve(chain, offset)
+    except OffsetGone as exc:
+        raise InvalidOffset(f"fork offset {offset} is not in the source") from exc
+
+
+def fork_config(requested: LogConfig | None, source: LogConfig) -> LogConfig:
+    """A fork's configuration: the source's content type, and its expiry unless set.
+
+    Raises:
+        ContentTypeMismatch: the fork names another content type.
+    """
+    content_type = source.content_type
+    if requested is not None and requested.content_type:
+        if media_type(requested.content_type) != media_type(source.content_type):
+            raise ContentTypeMismatch("a fork keeps its source's content type")
+        content_type = requested.content_type
+    if requested is not None and (
+        requested.ttl is not None or requested.expires_at is not None
+    ):
+        return LogConfig(content_type, requested.ttl, requested.expires_at)
+    return LogConfig(content_type, source.ttl, source.expires_at)
 
 
 class Waiters:
@@ -283,9 +320,9 @@ class LogStore(ABC):
 
         Raises:
             ConfigConflict: the key holds a log with another configuration
-                (or the key is soft-deleted).
+                (or the key is soft-deleted), or the fork source is
+                soft-deleted (Durable Streams answers 409 there, not 410).
             LogNotFound: the fork source does not exist.
-            LogGone: the fork source is soft-deleted.
             ContentTypeMismatch: a fork names another content type.
             InvalidOffset: the fork offset is not in the source, or the
                 sub-offset passes the next record's end.
@@ -316,7 +353,7 @@ class LogStore(ABC):
 
     @abstractmethod
     def touch(self, key: LogKey) -> None:
-        """Refresh a log's sliding TTL now; persisted with a later commit, never awaited."""
+        """Refresh a log's sliding TTL; persisted by a later commit, never awaited."""
 
     # Reads
 
@@ -329,7 +366,9 @@ class LogStore(ABC):
         """
 
     @abstractmethod
-    async def read(self, key: LogKey, after: Offset | None, *, max_bytes: int) -> ReadResult:
+    async def read(
+        self, key: LogKey, after: Offset | None, *, max_bytes: int
+    ) -> ReadResult:
         """Committed records after ``after`` (``None``: from the start).
 
         Returns at least one record when any exists after ``after``, and stops

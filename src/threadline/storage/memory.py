@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 
 from ..exceptions import (
     ConfigConflict,
-    ContentTypeMismatch,
     InvalidOffset,
     LogGone,
     LogNotFound,
-    OffsetGone,
     StorageError,
 )
 from ..protocol.offsets import Offset, Segment, earliest, offset_at, resolve
@@ -27,7 +25,6 @@ from ..protocol.streams import (
     ProducerClaim,
     ProducerState,
     check_append,
-    media_type,
 )
 from .base import (
     AppendRequest,
@@ -40,6 +37,8 @@ from .base import (
     ReadResult,
     Record,
     Waiters,
+    fork_config,
+    fork_position,
     slice_record,
 )
 
@@ -69,10 +68,14 @@ class _Log:
 
     def chain(self, upto: int | None = None) -> list[tuple[_Log, Segment]]:
         high = self.tail_position if upto is None else upto
-        own = (self, Segment(self.generation, self.base, high))
         if self.parent is None:
-            return [own]
-        return [*self.parent.chain(self.base), own]
+            return [(self, Segment(self.generation, 0, high))]
+        if upto is not None and high <= self.base:
+            return self.parent.chain(high)  # this ancestor owns nothing up to there
+        return [
+            *self.parent.chain(self.base),
+            (self, Segment(self.generation, self.base, high)),
+        ]
 
     def segments(self) -> list[Segment]:
         return [segment for _, segment in self.chain()]
@@ -116,6 +119,8 @@ class MemoryLogStore(LogStore):
             raise LogNotFound(f"no log {key}")
         if not log.soft_deleted and self._expired(log, self._clock()):
             self._remove(log)
+            if log.soft_deleted:
+                raise LogGone(f"log {key} expired; its forks still read it")
             raise LogNotFound(f"log {key} expired")
         if log.soft_deleted and not allow_soft:
             raise LogGone(f"log {key} is deleted")
@@ -169,13 +174,15 @@ class MemoryLogStore(LogStore):
                 parent = self._live(fork.source)
             except LogGone as exc:
                 raise ConfigConflict("the fork source is deleted") from exc
-            config = _fork_config(config, parent.config)
-            base = _fork_position(parent.segments(), parent.tail_position, fork.offset)
+            config = fork_config(config, parent.config)
+            base = fork_position(parent.segments(), parent.tail_position, fork.offset)
             if fork.sub_offset:
                 if base >= parent.tail_position:
                     raise InvalidOffset("sub-offset past the end of the source")
                 piece = slice_record(
-                    parent.config.content_type, self._record_at(parent, base + 1), fork.sub_offset
+                    parent.config.content_type,
+                    self._record_at(parent, base + 1),
+                    fork.sub_offset,
                 )
                 if piece is None:
                     raise InvalidOffset("sub-offset past the end of the record")
@@ -247,7 +254,10 @@ class MemoryLogStore(LogStore):
         log.last_access = self._clock()
         if outcome.duplicate:
             return AppendResult(
-                state.tail, duplicate=True, closed=log.closed, producer_seq=outcome.producer_seq
+                state.tail,
+                duplicate=True,
+                closed=log.closed,
+                producer_seq=outcome.producer_seq,
             )
         log.records.extend(request.records)
         if claim is not None:
@@ -274,8 +284,10 @@ class MemoryLogStore(LogStore):
 
     def touch(self, key: LogKey) -> None:
         log = self._logs.get(key)
-        if log is not None:
-            log.last_access = self._clock()
+        now = self._clock()
+        # An expired log stays expired: the server touches before it reads.
+        if log is not None and not self._expired(log, now):
+            log.last_access = now
 
     # Reads
 
@@ -283,7 +295,9 @@ class MemoryLogStore(LogStore):
         self._check_running()
         return self._info(self._live(key))
 
-    async def read(self, key: LogKey, after: Offset | None, *, max_bytes: int) -> ReadResult:
+    async def read(
+        self, key: LogKey, after: Offset | None, *, max_bytes: int
+    ) -> ReadResult:
         self._check_running()
         log = self._live(key)
         chain = log.chain()
@@ -318,25 +332,3 @@ class MemoryLogStore(LogStore):
         if position < log.tail_position or log.closed:
             return True
         return await self._waiters.wait(key, timeout)
-
-
-def _fork_position(chain: list[Segment], tail: int, offset: Offset | None) -> int:
-    """Where a fork starts in its source; an offset outside the source is invalid."""
-    if offset is None:
-        return tail
-    try:
-        return resolve(chain, offset)
-    except OffsetGone as exc:
-        raise InvalidOffset(f"fork offset {offset} is not in the source") from exc
-
-
-def _fork_config(requested: LogConfig | None, source: LogConfig) -> LogConfig:
-    """A fork's configuration: inherit the content type and the expiry it does not set."""
-    content_type = source.content_type
-    if requested is not None and requested.content_type:
-        if media_type(requested.content_type) != media_type(source.content_type):
-            raise ContentTypeMismatch("a fork keeps its source's content type")
-        content_type = requested.content_type
-    if requested is not None and (requested.ttl is not None or requested.expires_at is not None):
-        return LogConfig(content_type, requested.ttl, requested.expires_at)
-    return LogConfig(content_type, source.ttl, source.expires_at)
