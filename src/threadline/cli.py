@@ -199,7 +199,7 @@ def _serve(args: argparse.Namespace) -> int:
         server_header=False,
     )
 
-    class Server(uvicorn.Server):  # type: ignore[misc]
+    class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
             super().handle_exit(sig, frame)
             loop = getattr(self, "_threadline_loop", None)

@@ -55,7 +55,7 @@ _CURSOR: Final = re.compile(r"\A[0-9]{1,18}\Z")
 
 
 def media_type(content_type: str) -> str:
-    """Lower-cased media type without parameters (``Text/Plain; x=1``: ``text/plain``)."""
+    """The lower-cased media type without parameters (``text/plain; x=1``)."""
     return content_type.split(";", 1)[0].strip().lower()
 
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -46,7 +46,15 @@ from ..protocol.streams import (
     parse_ttl,
     sse_encoding,
 )
-from ..storage.base import AppendRequest, ForkSpec, LogConfig, LogInfo, LogKey, LogStore
+from ..storage.base import (
+    AppendRequest,
+    ForkSpec,
+    LogConfig,
+    LogInfo,
+    LogKey,
+    LogStore,
+    ReadResult,
+)
 from .config import Config
 from .http import (
     BodyTooLarge,
@@ -94,7 +102,7 @@ class _Request:
         self.method: str = scope["method"]
         self.name = name
         self.headers = header_map(scope)
-        self.query = parse_qs(
+        self.query: dict[str, list[str]] = parse_qs(
             scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
         )
 
@@ -588,13 +596,10 @@ class StreamHandler:
         request: _Request,
         key: LogKey,
         after: Offset | None,
-        result: object,
+        result: ReadResult,
         encoding: str | None,
         send: Send,
     ) -> None:
-        from ..storage.base import ReadResult
-
-        assert isinstance(result, ReadResult)
         content_type = result.info.config.content_type
         interval = self.config.sse_reconnect_interval
         deadline = time.monotonic() + interval * random.uniform(0.9, 1.1)
@@ -641,10 +646,7 @@ class StreamHandler:
                     {"type": "http.response.body", "body": message, "more_body": True}
                 )
 
-    def _control(self, request: _Request, result: object) -> bytes:
-        from ..storage.base import ReadResult
-
-        assert isinstance(result, ReadResult)
+    def _control(self, request: _Request, result: ReadResult) -> bytes:
         control: dict[str, object] = {"streamNextOffset": str(result.next_offset)}
         if result.closed:
             control["streamClosed"] = True
@@ -662,8 +664,8 @@ async def _wait_disconnect(receive: Receive) -> None:
             return
 
 
-async def _wait_or_drain(waiter: object, draining: asyncio.Event) -> bool:
-    wait = asyncio.ensure_future(waiter)  # type: ignore[arg-type]
+async def _wait_or_drain(waiter: Awaitable[bool], draining: asyncio.Event) -> bool:
+    wait = asyncio.ensure_future(waiter)
     drain = asyncio.ensure_future(draining.wait())
     try:
         await asyncio.wait({wait, drain}, return_when=asyncio.FIRST_COMPLETED)
