@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from ..exceptions import (
@@ -106,15 +106,19 @@ def parse_expires_at(value: str) -> float:
     if moment.tzinfo is None:
         raise ProtocolError("Stream-Expires-At needs a time zone")
     try:
-        moment = moment.astimezone(UTC)  # else format_expires_at fails later
-    except OverflowError as exc:
+        seconds = moment.astimezone(UTC).timestamp()
+        format_expires_at(seconds)  # what is stored must format back (year 1..9999)
+    except (OverflowError, ValueError) as exc:
         raise ProtocolError("Stream-Expires-At is out of range") from exc
-    return moment.timestamp()
+    return seconds
 
 
 def format_expires_at(epoch_seconds: float) -> str:
-    """Format an absolute expiry as RFC 3339 UTC."""
-    moment = datetime.fromtimestamp(epoch_seconds, UTC)
+    """Format an absolute expiry as RFC 3339 UTC, to the nearest millisecond."""
+    # Integer milliseconds: far-future floats lack the precision to truncate.
+    milliseconds = round(epoch_seconds * 1000)
+    moment = datetime.fromtimestamp(milliseconds // 1000, UTC)
+    moment += timedelta(milliseconds=milliseconds % 1000)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

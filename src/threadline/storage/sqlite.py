@@ -3,11 +3,13 @@
 Durability: WAL journal with ``synchronous=FULL``; an append is acknowledged
 only after the transaction holding it is committed and the WAL fsync'd.
 
-Group commit: one writer thread owns the write connection. Appends, creates,
-deletes and access-time refreshes queue up while a commit is in flight; the
-writer takes everything queued and runs it in *one* transaction, with a
-savepoint per operation so a refused operation changes nothing, then one
-COMMIT (one fsync) acknowledges them all.
+Group commit: operations (appends, creates, deletes, access-time refreshes)
+queue up while a commit is in flight. When it completes, everything queued is
+checked and written in *one* transaction on the event loop thread (an
+operation the rules refuse is refused before it writes anything), and that
+transaction's COMMIT, the one fsync, runs on a commit thread so the loop keeps
+serving requests meanwhile. Every operation of the batch is acknowledged after
+the COMMIT returns.
 
 Reads run on the event loop thread over a second connection (WAL readers never
 block the writer) and a cache of committed metadata plus the most recent
@@ -27,15 +29,15 @@ import contextlib
 import fcntl
 import logging
 import os
-import queue
 import random
 import signal
 import sqlite3
-import threading
+import sys
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from ..exceptions import (
@@ -47,13 +49,8 @@ from ..exceptions import (
     StoreLocked,
     ThreadlineError,
 )
-from ..protocol.offsets import Offset, Segment, earliest, offset_at, resolve
-from ..protocol.streams import (
-    LogState,
-    ProducerClaim,
-    ProducerState,
-    check_append,
-)
+from ..protocol.offsets import Offset, Segment, offset_at, resolve
+from ..protocol.streams import LogState, ProducerState, check_append
 from .base import (
     AppendRequest,
     AppendResult,
@@ -69,6 +66,18 @@ from .base import (
     fork_position,
     slice_record,
 )
+from .sqlite_rows import (
+    COLUMNS,
+    MIGRATIONS,
+    Expired,
+    Row,
+    Snapshot,
+    clone,
+    load,
+    load_generation,
+    producer_state,
+    record_at,
+)
 
 __all__ = ["SQLiteLogStore"]
 
@@ -76,142 +85,20 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 1
-MAX_BATCH: Final = 2048
+MAX_BATCH: Final = 4096
 RECENT_RECORDS: Final = 512
 RECENT_BYTES: Final = 1 << 20
 CACHED_LOGS: Final = 4096
+IDLE_FLUSH_SECONDS: Final = 1.0
+SWITCH_INTERVAL: Final = 0.0005
 FAULT_ENV: Final = "THREADLINE_FAULT_KILL_IN_COMMIT"
 
-_MIGRATIONS: Final[list[str]] = [
-    # v1: the first release.
-    """
-    CREATE TABLE logs (
-        generation INTEGER PRIMARY KEY AUTOINCREMENT,
-        tenant TEXT NOT NULL,
-        name TEXT NOT NULL,
-        content_type TEXT NOT NULL,
-        ttl INTEGER,
-        expires_at REAL,
-        base INTEGER NOT NULL DEFAULT 0,
-        parent INTEGER,
-        fork_name TEXT,
-        fork_position INTEGER,
-        fork_sub INTEGER,
-        tail INTEGER NOT NULL,
-        closed INTEGER NOT NULL DEFAULT 0,
-        closed_by_id TEXT,
-        closed_by_epoch INTEGER,
-        closed_by_seq INTEGER,
-        stream_seq TEXT,
-        last_access REAL NOT NULL,
-        soft_deleted INTEGER NOT NULL DEFAULT 0,
-        children INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE UNIQUE INDEX logs_by_key ON logs (tenant, name);
-    CREATE TABLE records (
-        generation INTEGER NOT NULL,
-        position INTEGER NOT NULL,
-        data BLOB NOT NULL,
-        PRIMARY KEY (generation, position)
-    ) WITHOUT ROWID;
-    CREATE TABLE producers (
-        generation INTEGER NOT NULL,
-        producer_id TEXT NOT NULL,
-        epoch INTEGER NOT NULL,
-        seq INTEGER NOT NULL,
-        PRIMARY KEY (generation, producer_id)
-    ) WITHOUT ROWID;
-    """,
-]
-
-_COLUMNS: Final = (
-    "generation, tenant, name, content_type, ttl, expires_at, base, parent, "
-    "fork_name, fork_position, fork_sub, tail, closed, closed_by_id, "
-    "closed_by_epoch, closed_by_seq, stream_seq, last_access, soft_deleted, children"
-)
-
-
-@dataclass(eq=False, slots=True)
-class _Row:
-    """One ``logs`` row: the writer's working copy, and the reader's cached view."""
-
-    generation: int
-    key: LogKey
-    config: LogConfig
-    base: int
-    parent: int | None
-    fork_of: tuple[str, int, int] | None
-    tail: int
-    closed: bool
-    closed_by: ProducerClaim | None
-    stream_seq: str | None
-    last_access: float
-    soft_deleted: bool
-    children: int
-    chain: list[Segment] = field(default_factory=list)
-    producers: dict[str, ProducerState] = field(default_factory=dict)
-    recent: deque[tuple[int, bytes]] = field(default_factory=deque)
-    recent_bytes: int = 0
-
-    @classmethod
-    def from_db(cls, row: tuple[Any, ...]) -> _Row:
-        closed_by = (
-            ProducerClaim(row[13], row[14], row[15]) if row[13] is not None else None
-        )
-        fork_of = (row[8], row[9], row[10]) if row[8] is not None else None
-        return cls(
-            generation=row[0],
-            key=LogKey(row[1], row[2]),
-            config=LogConfig(row[3], row[4], row[5]),
-            base=row[6],
-            parent=row[7],
-            fork_of=fork_of,
-            tail=row[11],
-            closed=bool(row[12]),
-            closed_by=closed_by,
-            stream_seq=row[16],
-            last_access=row[17],
-            soft_deleted=bool(row[18]),
-            children=row[19],
-        )
-
-    def segments(self) -> list[Segment]:
-        return [*self.chain, Segment(self.generation, self.base, self.tail)]
-
-    def expired(self, now: float) -> bool:
-        config = self.config
-        if config.expires_at is not None and now >= config.expires_at:
-            return True
-        return config.ttl is not None and now >= self.last_access + config.ttl
-
-    def info(self) -> LogInfo:
-        segments = self.segments()
-        return LogInfo(
-            key=self.key,
-            generation=self.generation,
-            config=self.config,
-            tail=offset_at(segments, self.tail),
-            earliest=earliest(segments),
-            closed=self.closed,
-            fork_of=self.fork_of,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class _Snapshot:
-    """What one committed operation changed, for the reader cache."""
-
-    key: LogKey
-    generation: int
-    row: _Row | None
-    """The committed row (``None``: the log was removed)."""
-    records: Sequence[tuple[int, bytes]] = ()
+Run = Callable[[sqlite3.Connection, list[Snapshot]], Any]
 
 
 @dataclass(slots=True)
 class _Op:
-    run: Callable[[sqlite3.Connection, list[_Snapshot]], Any]
+    run: Run
     future: asyncio.Future[Any]
 
 
@@ -234,15 +121,21 @@ class SQLiteLogStore(LogStore):
         self.path = path
         self._clock = clock
         self._synchronous = synchronous.upper()
-        self._ops: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._pending: list[_Op] = []
+        self._committing = False
+        self._scheduled = False
+        self._idle: asyncio.Event | None = None
         self._touches: dict[LogKey, float] = {}
         self._rtouch: dict[LogKey, float] = {}
-        self._writer: threading.Thread | None = None
-        self._wrows: OrderedDict[LogKey, _Row] = OrderedDict()
-        self._rows: OrderedDict[LogKey, _Row] = OrderedDict()
+        self._dirty: dict[int, Row] = {}
+        self._dirty_producers: dict[tuple[int, str], ProducerState] = {}
+        self._wrows: OrderedDict[LogKey, Row] = OrderedDict()
+        self._rows: OrderedDict[LogKey, Row] = OrderedDict()
+        self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._ticker: asyncio.TimerHandle | None = None
         self._lock_fd: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters = Waiters()
         self._running = False
         fault = os.environ.get(FAULT_ENV)
@@ -253,37 +146,41 @@ class SQLiteLogStore(LogStore):
     async def start(self) -> None:
         if self._running:
             return
-        self._loop = asyncio.get_running_loop()
         self._take_lock()
         try:
-            wconn = self._connect()
-            self._migrate(wconn)
+            self._wconn = self._connect()
+            self._migrate(self._wconn)
             self._rconn = self._connect()
         except sqlite3.Error as exc:
+            self._close_connections()
             self._release_lock()
             raise StorageError(f"cannot open {self.path}: {exc}") from exc
+        # The commit thread needs the GIL back promptly after each fsync.
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="threadline-commit")
         self._wrows.clear()
         self._rows.clear()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._running = True
-        self._writer = threading.Thread(
-            target=self._write_loop,
-            args=(wconn,),
-            name="threadline-sqlite-writer",
-            daemon=True,
-        )
-        self._writer.start()
+        self._tick()
 
     async def stop(self) -> None:
         if not self._running:
             return
         self._running = False
-        self._ops.put(None)
-        writer = self._writer
-        if writer is not None:
-            await asyncio.to_thread(writer.join)
-        if self._rconn is not None:
-            self._rconn.close()
-            self._rconn = None
+        if self._ticker is not None:
+            self._ticker.cancel()
+        assert self._idle is not None
+        if self._touches:
+            self._schedule()
+        while self._pending or self._committing or self._scheduled:
+            self._idle.clear()
+            await self._idle.wait()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        self._close_connections()
         self._release_lock()
         self._waiters.notify_all()
 
@@ -295,6 +192,12 @@ class SQLiteLogStore(LogStore):
             "synchronous": conn.execute("PRAGMA synchronous").fetchone()[0],
             "user_version": conn.execute("PRAGMA user_version").fetchone()[0],
         }
+
+    def _close_connections(self) -> None:
+        for conn in (self._wconn, self._rconn):
+            if conn is not None:
+                conn.close()
+        self._wconn = self._rconn = None
 
     def _take_lock(self) -> None:
         if self.path == ":memory:":
@@ -329,14 +232,14 @@ class SQLiteLogStore(LogStore):
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(_MIGRATIONS):
+        if version > len(MIGRATIONS):
             raise StorageError(
                 f"{self.path} has schema v{version}; this Threadline knows up to "
-                f"v{len(_MIGRATIONS)}"
+                f"v{len(MIGRATIONS)}"
             )
-        for number in range(version, len(_MIGRATIONS)):
+        for number in range(version, len(MIGRATIONS)):
             conn.execute("BEGIN IMMEDIATE")
-            for statement in _MIGRATIONS[number].split(";"):
+            for statement in MIGRATIONS[number].split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version={number + 1}")
@@ -347,132 +250,182 @@ class SQLiteLogStore(LogStore):
             raise StorageError("store is not running")
         return self._rconn
 
-    # The writer thread
+    # Group commit
 
     async def _submit(
-        self, run: Callable[[sqlite3.Connection, list[_Snapshot]], T]
+        self, run: Callable[[sqlite3.Connection, list[Snapshot]], T]
     ) -> T:
         if not self._running:
             raise StorageError("store is not running")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._ops.put(_Op(run, future))
+        self._pending.append(_Op(run, future))
+        self._schedule()
         return await future
 
-    def _write_loop(self, conn: sqlite3.Connection) -> None:
-        try:
-            while True:
-                try:
-                    first = self._ops.get(timeout=1.0)
-                except queue.Empty:
-                    if self._touches:
-                        self._commit(conn, [])
-                    continue
-                if first is None:
-                    self._commit(conn, [])
-                    return
-                batch = [first]
-                stop = False
-                while len(batch) < MAX_BATCH:
-                    try:
-                        op = self._ops.get_nowait()
-                    except queue.Empty:
-                        break
-                    if op is None:
-                        stop = True
-                        break
-                    batch.append(op)
-                self._commit(conn, batch)
-                if stop:
-                    self._commit(conn, [])
-                    return
-        finally:
-            conn.close()
+    def _schedule(self) -> None:
+        if not self._committing and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._run_batch)
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
-        """Run ``batch`` in one transaction, then acknowledge it on the loop."""
+    def _tick(self) -> None:
+        """Persist access-time refreshes within a second even when idle."""
+        if self._touches:
+            self._schedule()
+        if self._running:
+            loop = asyncio.get_running_loop()
+            self._ticker = loop.call_later(IDLE_FLUSH_SECONDS, self._tick)
+
+    def _run_batch(self) -> None:
+        """Write everything queued in one transaction, then COMMIT on the thread."""
+        self._scheduled = False
+        assert self._idle is not None
+        if self._committing or not (self._pending or self._touches):
+            if not self._pending and not self._committing:
+                self._idle.set()
+            return
+        batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+        conn = self._wconn
+        assert conn is not None and self._executor is not None
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        snapshots: list[_Snapshot] = []
-        flushed = False
+        snapshots: list[Snapshot] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            flushed = self._flush_touches(conn)
+            self._flush_touches(conn)
             for op in batch:
-                conn.execute("SAVEPOINT op")
-                op_snapshots: list[_Snapshot] = []
+                if op.future.done():  # cancelled while queued: never written
+                    continue
                 try:
-                    result = op.run(conn, op_snapshots)
-                except _Expired as exc:
-                    # Keep the collection of the expired log; the caller sees 404.
-                    conn.execute("RELEASE op")
-                    snapshots.extend(op_snapshots)
+                    result = op.run(conn, snapshots)
+                except Expired as exc:
+                    # The collection of the expired log stays; the caller sees 404.
                     outcomes.append((op.future, None, LogNotFound(str(exc))))
-                    continue
                 except ThreadlineError as exc:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
                     outcomes.append((op.future, None, exc))
-                    continue
-                conn.execute("RELEASE op")
-                snapshots.extend(op_snapshots)
-                outcomes.append((op.future, result, None))
-            self._maybe_fault(before_commit=True)
-            conn.execute("COMMIT")
-            self._maybe_fault(before_commit=False)
+                else:
+                    outcomes.append((op.future, result, None))
+            self._flush_dirty(conn)
         except BaseException as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            self._wrows.clear()  # the working copies may hold rolled-back changes
-            failure = StorageError(f"commit failed: {exc}")
-            failure.__cause__ = exc
-            outcomes = [(op.future, None, failure) for op in batch]
-            snapshots = []
-            logger.exception("! commit failed")
-        if batch or snapshots or flushed:
-            self.stats.commits += 1
-            self.stats.fsyncs += 1
-        assert self._loop is not None
-        with contextlib.suppress(RuntimeError):  # the loop closed under us
-            self._loop.call_soon_threadsafe(self._complete, outcomes, snapshots)
+            self._abort(conn, batch, exc)
+            return
+        self._committing = True
+        loop = asyncio.get_running_loop()
+        done = loop.run_in_executor(self._executor, self._commit, conn)
+        done.add_done_callback(
+            lambda f: self._committed(f, conn, batch, outcomes, snapshots)
+        )
 
-    def _maybe_fault(self, *, before_commit: bool) -> None:
+    def _commit(self, conn: sqlite3.Connection) -> None:
+        """On the commit thread: the one fsync of a batch."""
+        self._maybe_fault("before")
+        conn.execute("COMMIT")
+        self._maybe_fault("after")
+
+    def _committed(
+        self,
+        done: asyncio.Future[None],
+        conn: sqlite3.Connection,
+        batch: list[_Op],
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]],
+        snapshots: list[Snapshot],
+    ) -> None:
+        """On the loop: publish committed state to readers, then acknowledge."""
+        self._committing = False
+        exc = done.exception()
+        if exc is not None:
+            self._abort(conn, batch, exc)
+            return
+        self.stats.commits += 1
+        self.stats.fsyncs += 1
+        for snapshot in snapshots:
+            self._apply(snapshot)
+            self._waiters.notify(snapshot.key)
+        for future, result, error in outcomes:
+            if future.done():
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+        self._schedule_next()
+
+    def _abort(
+        self, conn: sqlite3.Connection, batch: list[_Op], exc: BaseException
+    ) -> None:
+        """A batch failed as a whole: roll back, forget working state, fail its ops."""
+        self._committing = False
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        self._wrows.clear()
+        self._dirty.clear()
+        self._dirty_producers.clear()
+        logger.error("! commit failed: %r", exc)
+        for op in batch:
+            if not op.future.done():
+                failure = StorageError(f"commit failed: {exc}")
+                failure.__cause__ = exc
+                op.future.set_exception(failure)
+        self._schedule_next()
+
+    def _schedule_next(self) -> None:
+        assert self._idle is not None
+        if self._pending:
+            self._schedule()
+        else:
+            self._idle.set()
+
+    def _maybe_fault(self, where: str) -> None:
         """Fault injection for the crash test: SIGKILL ourselves inside a commit."""
         if self._fault and random.random() < self._fault / 2:
-            where = "before" if before_commit else "after"
             logger.warning("! fault injection: SIGKILL %s COMMIT", where)
             os.kill(os.getpid(), signal.SIGKILL)
 
-    def _flush_touches(self, conn: sqlite3.Connection) -> bool:
+    def _flush_touches(self, conn: sqlite3.Connection) -> None:
         if not self._touches:
-            return False
+            return
         touches, self._touches = self._touches, {}
         for key, moment in touches.items():
             row = self._wrow(conn, key)
             if row is not None and moment > row.last_access and not row.expired(moment):
                 row.last_access = moment
-                conn.execute(
-                    "UPDATE logs SET last_access=? WHERE generation=?",
-                    (moment, row.generation),
-                )
-        return True
+                self._dirty[row.generation] = row
 
-    def _complete(
-        self,
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]],
-        snapshots: list[_Snapshot],
-    ) -> None:
-        """On the loop: publish committed state to readers, then acknowledge."""
-        for snapshot in snapshots:
-            self._apply(snapshot)
-            self._waiters.notify(snapshot.key)
-        for future, result, exc in outcomes:
-            if future.done():
-                continue
-            if exc is not None:
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
+    def _flush_dirty(self, conn: sqlite3.Connection) -> None:
+        """Write each changed log row once per batch, and the producers' states."""
+        if self._dirty:
+            conn.executemany(
+                "UPDATE logs SET tail=?, closed=?, closed_by_id=?, closed_by_epoch=?, "
+                "closed_by_seq=?, stream_seq=?, last_access=? WHERE generation=?",
+                [
+                    (
+                        row.tail,
+                        int(row.closed),
+                        row.closed_by.producer_id if row.closed_by else None,
+                        row.closed_by.epoch if row.closed_by else None,
+                        row.closed_by.seq if row.closed_by else None,
+                        row.stream_seq,
+                        row.last_access,
+                        generation,
+                    )
+                    for generation, row in self._dirty.items()
+                ],
+            )
+            self._dirty.clear()
+        if self._dirty_producers:
+            conn.executemany(
+                "INSERT INTO producers (generation, producer_id, epoch, seq) "
+                "VALUES (?,?,?,?) ON CONFLICT (generation, producer_id) "
+                "DO UPDATE SET epoch=excluded.epoch, seq=excluded.seq",
+                [
+                    (generation, producer_id, state.epoch, state.seq)
+                    for (
+                        generation,
+                        producer_id,
+                    ), state in self._dirty_producers.items()
+                ],
+            )
+            self._dirty_producers.clear()
 
-    def _apply(self, snapshot: _Snapshot) -> None:
+    def _apply(self, snapshot: Snapshot) -> None:
         cached = self._rows.get(snapshot.key)
         if snapshot.row is None:
             if cached is not None and cached.generation == snapshot.generation:
@@ -509,16 +462,16 @@ class SQLiteLogStore(LogStore):
             cached.children = row.children
             cached.last_access = max(cached.last_access, row.last_access)
         else:
-            self._rows[snapshot.key] = _clone(row)
+            self._rows[snapshot.key] = clone(row)
 
     # Writer-side rows (writer thread only)
 
-    def _wrow(self, conn: sqlite3.Connection, key: LogKey) -> _Row | None:
+    def _wrow(self, conn: sqlite3.Connection, key: LogKey) -> Row | None:
         row = self._wrows.get(key)
         if row is not None:
             self._wrows.move_to_end(key)
             return row
-        row = _load(conn, key)
+        row = load(conn, key)
         if row is not None:
             self._wrows[key] = row
             if len(self._wrows) > CACHED_LOGS:
@@ -526,38 +479,38 @@ class SQLiteLogStore(LogStore):
         return row
 
     def _wlive(
-        self, conn: sqlite3.Connection, key: LogKey, snapshots: list[_Snapshot]
-    ) -> _Row:
+        self, conn: sqlite3.Connection, key: LogKey, snapshots: list[Snapshot]
+    ) -> Row:
         row = self._wrow(conn, key)
         if row is None:
             raise LogNotFound(f"no log {key}")
         if not row.soft_deleted and row.expired(self._clock()):
             self._remove(conn, row, snapshots)
-            raise _Expired(f"log {key} expired")
+            raise Expired(f"log {key} expired")
         if row.soft_deleted:
             raise LogGone(f"log {key} is deleted")
         return row
 
     def _remove(
-        self, conn: sqlite3.Connection, row: _Row, snapshots: list[_Snapshot]
+        self, conn: sqlite3.Connection, row: Row, snapshots: list[Snapshot]
     ) -> None:
         if row.children:
             row.soft_deleted = True
             conn.execute(
                 "UPDATE logs SET soft_deleted=1 WHERE generation=?", (row.generation,)
             )
-            snapshots.append(_Snapshot(row.key, row.generation, _clone(row)))
+            snapshots.append(Snapshot(row.key, row.generation, clone(row)))
             return
         conn.execute("DELETE FROM records WHERE generation=?", (row.generation,))
         conn.execute("DELETE FROM producers WHERE generation=?", (row.generation,))
         conn.execute("DELETE FROM logs WHERE generation=?", (row.generation,))
         self._wrows.pop(row.key, None)
-        snapshots.append(_Snapshot(row.key, row.generation, None))
+        snapshots.append(Snapshot(row.key, row.generation, None))
         if row.parent is not None:
             conn.execute(
                 "UPDATE logs SET children=children-1 WHERE generation=?", (row.parent,)
             )
-            parent = _load_generation(conn, row.parent)
+            parent = load_generation(conn, row.parent)
             if parent is not None:
                 cached = self._wrows.get(parent.key)
                 if cached is not None and cached.generation == parent.generation:
@@ -580,7 +533,7 @@ class SQLiteLogStore(LogStore):
         records = list(records)
 
         def run(
-            conn: sqlite3.Connection, snapshots: list[_Snapshot]
+            conn: sqlite3.Connection, snapshots: list[Snapshot]
         ) -> tuple[LogInfo, bool]:
             return self._create(conn, snapshots, key, config, records, closed, fork)
 
@@ -589,7 +542,7 @@ class SQLiteLogStore(LogStore):
     def _create(
         self,
         conn: sqlite3.Connection,
-        snapshots: list[_Snapshot],
+        snapshots: list[Snapshot],
         key: LogKey,
         config: LogConfig | None,
         records: list[bytes],
@@ -597,7 +550,7 @@ class SQLiteLogStore(LogStore):
         fork: ForkSpec | None,
     ) -> tuple[LogInfo, bool]:
         now = self._clock()
-        parent: _Row | None = None
+        parent: Row | None = None
         base = 0
         fork_of: tuple[str, int, int] | None = None
         first: list[bytes] = []
@@ -620,7 +573,7 @@ class SQLiteLogStore(LogStore):
                     raise InvalidOffset("sub-offset past the end of the source")
                 piece = slice_record(
                     parent.config.content_type,
-                    _record_at(conn, segments, base + 1),
+                    record_at(conn, segments, base + 1),
                     fork.sub_offset,
                 )
                 if piece is None:
@@ -645,7 +598,7 @@ class SQLiteLogStore(LogStore):
             return existing.info(), False
         all_records = [*first, *records]
         cursor = conn.execute(
-            f"INSERT INTO logs ({_COLUMNS}) VALUES "
+            f"INSERT INTO logs ({COLUMNS}) VALUES "
             "(NULL,?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL,NULL,NULL,?,0,0)",
             (
                 key.tenant,
@@ -676,7 +629,7 @@ class SQLiteLogStore(LogStore):
                 (parent.generation,),
             )
             parent.children += 1
-        row = _Row(
+        row = Row(
             generation=generation,
             key=key,
             config=config,
@@ -693,12 +646,12 @@ class SQLiteLogStore(LogStore):
             chain=chain,
         )
         self._wrows[key] = row
-        snapshots.append(_Snapshot(key, generation, _clone(row)))
+        snapshots.append(Snapshot(key, generation, clone(row)))
         self.stats.records += len(all_records)
         return row.info(), True
 
     async def append(self, key: LogKey, request: AppendRequest) -> AppendResult:
-        def run(conn: sqlite3.Connection, snapshots: list[_Snapshot]) -> AppendResult:
+        def run(conn: sqlite3.Connection, snapshots: list[Snapshot]) -> AppendResult:
             return self._append(conn, snapshots, key, request)
 
         return await self._submit(run)
@@ -706,7 +659,7 @@ class SQLiteLogStore(LogStore):
     def _append(
         self,
         conn: sqlite3.Connection,
-        snapshots: list[_Snapshot],
+        snapshots: list[Snapshot],
         key: LogKey,
         request: AppendRequest,
     ) -> AppendResult:
@@ -715,7 +668,7 @@ class SQLiteLogStore(LogStore):
         tail = offset_at(segments, row.tail)
         claim = request.producer
         producer = (
-            _producer(conn, row, claim.producer_id) if claim is not None else None
+            producer_state(conn, row, claim.producer_id) if claim is not None else None
         )
         outcome = check_append(
             LogState(
@@ -752,52 +705,34 @@ class SQLiteLogStore(LogStore):
                 "INSERT INTO records (generation, position, data) VALUES (?,?,?)",
                 written,
             )
+        # Only the records are written now; the log row and producer state are
+        # written once per batch (``_flush_dirty``), in the same transaction.
+        row.tail += len(written)
+        row.closed = row.closed or request.close
+        if request.close:
+            row.closed_by = claim
+        if request.stream_seq is not None:
+            row.stream_seq = request.stream_seq
+        row.last_access = now
         if claim is not None:
-            conn.execute(
-                "INSERT INTO producers (generation, producer_id, epoch, seq) "
-                "VALUES (?,?,?,?) ON CONFLICT (generation, producer_id) "
-                "DO UPDATE SET epoch=excluded.epoch, seq=excluded.seq",
-                (row.generation, claim.producer_id, claim.epoch, claim.seq),
-            )
-        new_tail = row.tail + len(written)
-        closed = row.closed or request.close
-        closed_by = claim if request.close else row.closed_by
-        stream_seq = (
-            request.stream_seq if request.stream_seq is not None else row.stream_seq
-        )
-        conn.execute(
-            "UPDATE logs SET tail=?, closed=?, closed_by_id=?, closed_by_epoch=?, "
-            "closed_by_seq=?, stream_seq=?, last_access=? WHERE generation=?",
-            (
-                new_tail,
-                int(closed),
-                closed_by.producer_id if closed_by else None,
-                closed_by.epoch if closed_by else None,
-                closed_by.seq if closed_by else None,
-                stream_seq,
-                now,
-                row.generation,
-            ),
-        )
-        # The working copy changes only after every statement succeeded.
-        row.tail, row.closed, row.closed_by = new_tail, closed, closed_by
-        row.stream_seq, row.last_access = stream_seq, now
-        if claim is not None:
-            row.producers[claim.producer_id] = ProducerState(claim.epoch, claim.seq)
+            state = ProducerState(claim.epoch, claim.seq)
+            row.producers[claim.producer_id] = state
+            self._dirty_producers[(row.generation, claim.producer_id)] = state
+        self._dirty[row.generation] = row
         snapshots.append(
-            _Snapshot(key, row.generation, _clone(row), [(p, d) for _, p, d in written])
+            Snapshot(key, row.generation, clone(row), [(p, d) for _, p, d in written])
         )
         self.stats.appends += 1
         self.stats.records += len(written)
         return AppendResult(
-            offset_at(row.segments(), new_tail),
-            closed=closed,
+            offset_at(row.segments(), row.tail),
+            closed=row.closed,
             producer_seq=outcome.producer_seq,
             count=len(written),
         )
 
     async def delete(self, key: LogKey) -> None:
-        def run(conn: sqlite3.Connection, snapshots: list[_Snapshot]) -> None:
+        def run(conn: sqlite3.Connection, snapshots: list[Snapshot]) -> None:
             self._remove(conn, self._wlive(conn, key, snapshots), snapshots)
 
         await self._submit(run)
@@ -816,12 +751,12 @@ class SQLiteLogStore(LogStore):
 
     # Reads (event loop thread)
 
-    def _rrow(self, key: LogKey) -> _Row:
+    def _rrow(self, key: LogKey) -> Row:
         row = self._rows.get(key)
         if row is None:
             conn = self._require_reader()
             try:
-                loaded = _load(conn, key)
+                loaded = load(conn, key)
             except sqlite3.Error as exc:
                 raise StorageError(f"read failed: {exc}") from exc
             if loaded is None:
@@ -848,14 +783,15 @@ class SQLiteLogStore(LogStore):
     def _collect(self, key: LogKey) -> None:
         """Remove an expired log in the background (reads never wait for writes)."""
 
-        def run(conn: sqlite3.Connection, snapshots: list[_Snapshot]) -> None:
-            with contextlib.suppress(LogNotFound, LogGone, _Expired):
+        def run(conn: sqlite3.Connection, snapshots: list[Snapshot]) -> None:
+            with contextlib.suppress(LogNotFound, LogGone, Expired):
                 self._remove(conn, self._wlive(conn, key, snapshots), snapshots)
 
         if self._running:
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             future.add_done_callback(lambda f: f.exception())
-            self._ops.put(_Op(run, future))
+            self._pending.append(_Op(run, future))
+            self._schedule()
 
     async def head(self, key: LogKey) -> LogInfo:
         return self._rrow(key).info()
@@ -915,91 +851,3 @@ class SQLiteLogStore(LogStore):
         if position < row.tail or row.closed:
             return True
         return await self._waiters.wait(key, timeout)
-
-
-class _Expired(LogNotFound):
-    """Internal: the log expired and was collected in this transaction."""
-
-
-def _clone(row: _Row) -> _Row:
-    """A copy for the reader cache (the writer keeps mutating its own)."""
-    return _Row(
-        generation=row.generation,
-        key=row.key,
-        config=row.config,
-        base=row.base,
-        parent=row.parent,
-        fork_of=row.fork_of,
-        tail=row.tail,
-        closed=row.closed,
-        closed_by=row.closed_by,
-        stream_seq=row.stream_seq,
-        last_access=row.last_access,
-        soft_deleted=row.soft_deleted,
-        children=row.children,
-        chain=list(row.chain),
-    )
-
-
-def _load(conn: sqlite3.Connection, key: LogKey) -> _Row | None:
-    found = conn.execute(
-        f"SELECT {_COLUMNS} FROM logs WHERE tenant=? AND name=?", (key.tenant, key.name)
-    ).fetchone()
-    if found is None:
-        return None
-    row = _Row.from_db(found)
-    row.chain = _chain(conn, row)
-    return row
-
-
-def _load_generation(conn: sqlite3.Connection, generation: int) -> _Row | None:
-    found = conn.execute(
-        f"SELECT {_COLUMNS} FROM logs WHERE generation=?", (generation,)
-    ).fetchone()
-    return None if found is None else _Row.from_db(found)
-
-
-def _chain(conn: sqlite3.Connection, row: _Row) -> list[Segment]:
-    """The ancestors' segments of a fork, each cut at the point its child forked."""
-    segments: list[Segment] = []
-    upto = row.base
-    parent_id = row.parent
-    while parent_id is not None:
-        parent = _load_generation(conn, parent_id)
-        if parent is None:
-            raise StorageError(f"fork chain broken at generation {parent_id}")
-        if parent.base < upto or parent.parent is None:
-            segments.append(Segment(parent.generation, parent.base, upto))
-        upto = min(upto, parent.base)
-        parent_id = parent.parent
-    segments.reverse()
-    return segments
-
-
-def _producer(
-    conn: sqlite3.Connection, row: _Row, producer_id: str
-) -> ProducerState | None:
-    state = row.producers.get(producer_id)
-    if state is None:
-        found = conn.execute(
-            "SELECT epoch, seq FROM producers WHERE generation=? AND producer_id=?",
-            (row.generation, producer_id),
-        ).fetchone()
-        if found is not None:
-            state = ProducerState(found[0], found[1])
-            row.producers[producer_id] = state
-    return state
-
-
-def _record_at(
-    conn: sqlite3.Connection, segments: list[Segment], position: int
-) -> bytes:
-    for segment in segments:
-        if segment.low < position <= segment.high:
-            found = conn.execute(
-                "SELECT data FROM records WHERE generation=? AND position=?",
-                (segment.generation, position),
-            ).fetchone()
-            if found is not None:
-                return bytes(found[0])
-    raise InvalidOffset(f"no record at position {position}")
