@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import secrets
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -197,11 +198,15 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=max(1, int(round(config.drain_timeout))),
         timeout_keep_alive=30,
         server_header=False,
+        proxy_headers=False,
     )
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
             super().handle_exit(sig, frame)
+            if sig == signal.SIGTERM:
+                # A drained SIGTERM is a clean stop: exit 0, not "killed by signal".
+                self._captured_signals.remove(sig)
             loop = getattr(self, "_threadline_loop", None)
             if loop is not None:
                 loop.call_soon_threadsafe(app.drain)

@@ -41,7 +41,9 @@ def encode_event(
     if id is not None:
         parts.append(b"id: " + _field_value(id, "id") + b"\n")
     for line in _LINES.split(data):
-        parts.append(b"data:" + line + b"\n")
+        # Decoders drop one space after the colon: a line that starts with one
+        # gets an extra space, so its own survives.
+        parts.append((b"data: " if line.startswith(b" ") else b"data:") + line + b"\n")
     parts.append(b"\n")
     return b"".join(parts)
 

@@ -8,6 +8,7 @@ path here can reach a session log.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -588,7 +589,11 @@ class StreamHandler:
         finally:
             stream.cancel()
             disconnect.cancel()
-        if stream.done() and not stream.cancelled() and stream.exception() is None:
+        if stream.done() and not stream.cancelled():
+            error = stream.exception()
+            if error is not None and not isinstance(error, ThreadlineError):
+                raise error
+            # Ended: closed, drained, reconnect interval, or the stream went away.
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _sse_loop(
@@ -701,10 +706,10 @@ def _records(
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError:
+        # orjson refuses integers past 64 bits, which JSON allows; NaN and
+        # Infinity stay refused.
         try:
-            import json
-
-            value = json.loads(body)
+            value = json.loads(body, parse_constant=_refuse_constant)
         except ValueError as exc:
             raise ProtocolError("body is not valid JSON", "invalid_json") from exc
     if isinstance(value, list):
@@ -717,6 +722,10 @@ def _records(
         text = body.strip()
         return [text[1:-1].strip()]
     return [body.strip()]
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _join(content_type: str, records: Sequence[bytes]) -> bytes:

@@ -75,8 +75,8 @@ async def fork_does_not_see_later_source_appends(t: StoreUnderTest) -> None:
 
 @_check
 async def fork_appends_continue_the_chain(t: StoreUnderTest) -> None:
-    """A fork's own records follow the fork point in
-    its generation; offsets rise and sort as text.
+    """A fork's own records follow the fork point in its generation; offsets rise and
+    sort as text.
     """
     offsets = (await _source(t, b"a", b"b")).offsets
     fork = await t.create(FORK, None, fork=ForkSpec(SOURCE, offsets[0]))
@@ -103,8 +103,8 @@ async def fork_inherits_content_type_and_ttl(t: StoreUnderTest) -> None:
 
 @_check
 async def fork_with_other_content_type_is_refused(t: StoreUnderTest) -> None:
-    """A fork that names another content type than
-    its source raises ContentTypeMismatch.
+    """A fork that names another content type than its source raises
+    ContentTypeMismatch.
     """
     await _source(t, b"a")
     await raises(ContentTypeMismatch, t.store.create(FORK, JSON, fork=ForkSpec(SOURCE)))
@@ -118,8 +118,8 @@ async def fork_of_missing_source_raises_not_found(t: StoreUnderTest) -> None:
 
 @_check
 async def fork_offset_outside_source_is_invalid(t: StoreUnderTest) -> None:
-    """A fork offset beyond the source's tail, or
-    of another generation, raises InvalidOffset.
+    """A fork offset beyond the source's tail, or of another generation, raises
+    InvalidOffset.
     """
     tail = (await _source(t, b"a")).tail
     beyond = Offset(tail.generation, tail.position + 1)
@@ -133,8 +133,8 @@ async def fork_offset_outside_source_is_invalid(t: StoreUnderTest) -> None:
 
 @_check
 async def fork_sub_offset_takes_bytes_of_next_record(t: StoreUnderTest) -> None:
-    """A byte sub-offset adds the first bytes of the record
-    after the fork offset as the fork's own record.
+    """A byte sub-offset adds the first bytes of the record after the fork offset as the
+    fork's own record.
     """
     offsets = (await _source(t, b"head", b"hello world")).offsets
     fork = await t.create(FORK, None, fork=ForkSpec(SOURCE, offsets[0], sub_offset=5))
@@ -158,8 +158,8 @@ async def fork_sub_offset_counts_json_messages(t: StoreUnderTest) -> None:
 
 @_check
 async def fork_sub_offset_past_record_end_is_invalid(t: StoreUnderTest) -> None:
-    """A sub-offset past the next record's end, or
-    at the source's tail, raises InvalidOffset.
+    """A sub-offset past the next record's end, or at the source's tail, raises
+    InvalidOffset.
     """
     result = await _source(t, b"abc")
     too_far = ForkSpec(SOURCE, ZERO, sub_offset=4)
@@ -170,8 +170,8 @@ async def fork_sub_offset_past_record_end_is_invalid(t: StoreUnderTest) -> None:
 
 @_check
 async def fork_create_again_is_idempotent(t: StoreUnderTest) -> None:
-    """Re-creating a fork with the same source and
-    offset returns created=False and the same log.
+    """Re-creating a fork with the same source and offset returns created=False and the
+    same log.
     """
     offsets = (await _source(t, b"a", b"b")).offsets
     info = await t.create(FORK, None, fork=ForkSpec(SOURCE, offsets[0]))
@@ -182,8 +182,8 @@ async def fork_create_again_is_idempotent(t: StoreUnderTest) -> None:
 
 @_check
 async def delete_source_with_forks_soft_deletes(t: StoreUnderTest) -> None:
-    """A deleted source with a fork is LogGone on its
-    key, while the fork still reads its records.
+    """A deleted source with a fork is LogGone on its key, while the fork still reads
+    its records.
     """
     await _source(t, b"a")
     await t.create(FORK, None, fork=ForkSpec(SOURCE))
@@ -198,8 +198,8 @@ async def delete_source_with_forks_soft_deletes(t: StoreUnderTest) -> None:
 
 @_check
 async def create_on_soft_deleted_key_conflicts(t: StoreUnderTest) -> None:
-    """Creating a log under a soft-deleted key raises
-    ConfigConflict, even with the same configuration.
+    """Creating a log under a soft-deleted key raises ConfigConflict, even with the same
+    configuration.
     """
     await _source(t, b"a")
     await t.create(FORK, None, fork=ForkSpec(SOURCE))
@@ -221,8 +221,8 @@ async def fork_of_soft_deleted_source_conflicts(t: StoreUnderTest) -> None:
 
 @_check
 async def delete_last_fork_collects_the_chain(t: StoreUnderTest) -> None:
-    """Deleting the last fork collects soft-deleted
-    ancestors, freeing their keys for new generations.
+    """Deleting the last fork collects soft-deleted ancestors, freeing their keys for
+    new generations.
     """
     middle = LogKey("acme", "middle")
     source = await _source(t, b"a")

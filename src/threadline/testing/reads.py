@@ -52,8 +52,8 @@ async def read_after_offset_returns_later_records(t: StoreUnderTest) -> None:
 
 @_check
 async def read_pages_by_max_bytes(t: StoreUnderTest) -> None:
-    """A read stops before the record that would
-    pass max_bytes; next_offset resumes there.
+    """A read stops before the record that would pass max_bytes; next_offset resumes
+    there.
     """
     await t.create()
     offsets = (await t.append(*[b"%010d" % i for i in range(5)])).offsets
@@ -83,8 +83,8 @@ async def read_returns_a_record_larger_than_max_bytes(t: StoreUnderTest) -> None
 
 @_check
 async def read_at_tail_is_empty_and_up_to_date(t: StoreUnderTest) -> None:
-    """A read at the tail returns no records, is
-    up to date, and next_offset is the tail.
+    """A read at the tail returns no records, is up to date, and next_offset is the
+    tail.
     """
     await t.create()
     tail = (await t.append(b"a")).tail
@@ -99,8 +99,8 @@ async def read_at_tail_is_empty_and_up_to_date(t: StoreUnderTest) -> None:
 
 @_check
 async def read_empty_log_is_up_to_date(t: StoreUnderTest) -> None:
-    """A read of an empty log returns nothing, is
-    up to date, and next_offset is the tail.
+    """A read of an empty log returns nothing, is up to date, and next_offset is the
+    tail.
     """
     info = await t.create()
     await t.restart()
@@ -119,8 +119,8 @@ async def read_beyond_tail_raises_invalid_offset(t: StoreUnderTest) -> None:
 
 @_check
 async def read_offset_of_other_generation_is_gone(t: StoreUnderTest) -> None:
-    """After delete and re-create, an offset of the old
-    log raises OffsetGone naming the new bounds.
+    """After delete and re-create, an offset of the old log raises OffsetGone naming the
+    new bounds.
     """
     old = (await t.create(records=[b"a", b"b"])).tail
     await t.store.delete(KEY)

@@ -46,8 +46,8 @@ def _check(check: Check) -> Check:
 
 @_check
 async def create_again_with_same_config_changes_nothing(t: StoreUnderTest) -> None:
-    """A second create with the same configuration
-    returns created=False and the same log.
+    """A second create with the same configuration returns created=False and the same
+    log.
     """
     info = await t.create(records=[b"a"])
     await t.restart()
@@ -107,8 +107,8 @@ async def create_closed_commits_the_close(t: StoreUnderTest) -> None:
 
 @_check
 async def create_never_reuses_a_generation(t: StoreUnderTest) -> None:
-    """Generations grow with every create, also after
-    the newest log is deleted and the store restarts.
+    """Generations grow with every create, also after the newest log is deleted and the
+    store restarts.
     """
     a = await t.create(LogKey("acme", "a"))
     b = await t.create(LogKey("acme", "b"))
@@ -132,8 +132,8 @@ async def missing_log_raises_not_found(t: StoreUnderTest) -> None:
 
 @_check
 async def delete_removes_the_log(t: StoreUnderTest) -> None:
-    """A deleted log (without forks) is LogNotFound
-    after a restart, and its key is free.
+    """A deleted log (without forks) is LogNotFound after a restart, and its key is
+    free.
     """
     first = await t.create(records=[b"a"])
     await t.store.delete(KEY)
@@ -149,8 +149,8 @@ async def delete_removes_the_log(t: StoreUnderTest) -> None:
 
 @_check
 async def append_assigns_consecutive_offsets(t: StoreUnderTest) -> None:
-    """Each record gets the next offset; ``offsets``
-    lists them and ``tail`` is the last.
+    """Each record gets the next offset; ``offsets`` lists them and ``tail`` is the
+    last.
     """
     g = (await t.create()).generation
     first = await t.append(b"a", b"b")
@@ -171,8 +171,8 @@ async def append_assigns_consecutive_offsets(t: StoreUnderTest) -> None:
 
 @_check
 async def append_concurrent_requests_get_distinct_offsets(t: StoreUnderTest) -> None:
-    """Concurrent appends to one log are serialized:
-    every record gets its own offset, none is lost.
+    """Concurrent appends to one log are serialized: every record gets its own offset,
+    none is lost.
     """
     await t.create()
     results = await asyncio.gather(*(t.append(b"%d" % i, b"x") for i in range(20)))
@@ -184,8 +184,8 @@ async def append_concurrent_requests_get_distinct_offsets(t: StoreUnderTest) -> 
 
 @_check
 async def append_refused_writes_nothing(t: StoreUnderTest) -> None:
-    """An append refused by a check writes none of
-    its records, producer state or Stream-Seq.
+    """An append refused by a check writes none of its records, producer state or
+    Stream-Seq.
     """
     await t.create()
     await t.append(b"a")
@@ -204,8 +204,8 @@ async def append_refused_writes_nothing(t: StoreUnderTest) -> None:
 
 @_check
 async def append_producer_retry_after_restart_is_duplicate(t: StoreUnderTest) -> None:
-    """A producer's retry after a restart writes
-    nothing and echoes the highest accepted seq.
+    """A producer's retry after a restart writes nothing and echoes the highest accepted
+    seq.
     """
     await t.create()
     await t.append(b"a", producer=ProducerClaim("p", 0, 0))
@@ -224,8 +224,8 @@ async def append_producer_retry_after_restart_is_duplicate(t: StoreUnderTest) ->
 
 @_check
 async def append_producer_gap_after_restart_is_refused(t: StoreUnderTest) -> None:
-    """After a restart, a producer that skips a seq
-    gets ProducerSeqGap naming the expected seq.
+    """After a restart, a producer that skips a seq gets ProducerSeqGap naming the
+    expected seq.
     """
     await t.create()
     await t.append(b"a", producer=ProducerClaim("p", 0, 0))
@@ -240,8 +240,8 @@ async def append_producer_gap_after_restart_is_refused(t: StoreUnderTest) -> Non
 async def append_producer_older_epoch_after_restart_is_fenced(
     t: StoreUnderTest,
 ) -> None:
-    """After a restart, a producer with an older epoch
-    than the stored one gets ProducerEpochStale.
+    """After a restart, a producer with an older epoch than the stored one gets
+    ProducerEpochStale.
     """
     await t.create()
     await t.append(b"a", producer=ProducerClaim("p", 1, 0))
@@ -279,8 +279,8 @@ async def append_producer_state_is_per_log_and_producer(t: StoreUnderTest) -> No
 
 @_check
 async def append_stream_seq_must_increase_after_restart(t: StoreUnderTest) -> None:
-    """A Stream-Seq not sorting after the stored one
-    raises SeqConflict, also after a restart.
+    """A Stream-Seq not sorting after the stored one raises SeqConflict, also after a
+    restart.
     """
     await t.create()
     await t.append(b"a", stream_seq="b")
@@ -293,8 +293,8 @@ async def append_stream_seq_must_increase_after_restart(t: StoreUnderTest) -> No
 
 @_check
 async def append_close_survives_restart(t: StoreUnderTest) -> None:
-    """An append with close commits its records and
-    the close; later appends raise LogClosed.
+    """An append with close commits its records and the close; later appends raise
+    LogClosed.
     """
     await t.create()
     closing = await t.append(b"a", close=True)
@@ -339,8 +339,8 @@ async def append_closing_producer_retry_is_duplicate(t: StoreUnderTest) -> None:
 
 @_check
 async def append_expected_tail_guards_the_write(t: StoreUnderTest) -> None:
-    """An append whose expected_tail is not the tail
-    raises TailMismatch with the tail; a match writes.
+    """An append whose expected_tail is not the tail raises TailMismatch with the tail;
+    a match writes.
     """
     info = await t.create()
     tail = (await t.append(b"a")).tail
@@ -351,8 +351,8 @@ async def append_expected_tail_guards_the_write(t: StoreUnderTest) -> None:
 
 @_check
 async def append_with_other_content_type_is_refused(t: StoreUnderTest) -> None:
-    """Records of another media type raise
-    ContentTypeMismatch; case and parameters do not count.
+    """Records of another media type raise ContentTypeMismatch; case and parameters do
+    not count.
     """
     await t.create()
     await raises(ContentTypeMismatch, t.append(b"{}", content_type="application/json"))
@@ -364,8 +364,8 @@ async def append_with_other_content_type_is_refused(t: StoreUnderTest) -> None:
 
 @_check
 async def tenants_are_isolated(t: StoreUnderTest) -> None:
-    """Logs with one name in two tenants are separate
-    logs: configs, records, deletes do not cross.
+    """Logs with one name in two tenants are separate logs: configs, records, deletes do
+    not cross.
     """
     mine, theirs = LogKey("acme", "log"), LogKey("other", "log")
     await t.create(mine, TEXT, records=[b"mine"])
