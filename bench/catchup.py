@@ -40,7 +40,9 @@ class ReadStats:
     problems: list[str] = field(default_factory=list)
 
 
-async def read_all(target: Target, path: str, client: Client | None = None) -> ReadStats:
+async def read_all(
+    target: Target, path: str, client: Client | None = None
+) -> ReadStats:
     """Read ``path`` from the start until up to date, counting records."""
     own = client is None
     client = client or Client(target.host, target.port)
@@ -109,6 +111,5 @@ async def run_catchup(target: Target, run_id: str, repeats: int) -> Result:
     result.metrics["MB/s"] = size / 1e6 / seconds if seconds else 0.0
     result.extra["MB read"] = f"{size / 1e6:.2f}"
     result.extra["requests/read"] = str(reads[0].requests)
-    result.gen_cpu = meter.gen_cpu
-    result.server_cpu = meter.server_cpu
+    meter.fill(result)
     return result

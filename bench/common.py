@@ -26,6 +26,7 @@ class Target:
     host: str
     port: int
     pid: int | None = None  # for server CPU accounting; None if not ours to watch
+    log: str = ""  # the server's log file, if we started it
 
     @property
     def authority(self) -> str:
@@ -44,6 +45,7 @@ class Result:
     problems: list[str] = field(default_factory=list)
     gen_cpu: float = 0.0  # load generator CPU, % of one core
     server_cpu: float | None = None  # server process CPU, % of one core
+    core_busy: dict[int, float] = field(default_factory=dict)  # % per core, all
 
     @property
     def valid(self) -> bool:
@@ -116,22 +118,50 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
+def core_times() -> dict[int, tuple[int, int]]:
+    """Per core: (busy, total) jiffies from ``/proc/stat``, all processes.
+
+    Busy includes interrupt and softirq time (loopback TCP work is largely
+    softirq) and steal; idle and iowait are not busy.
+    """
+    out = {}
+    try:
+        with open("/proc/stat") as fh:
+            for line in fh:
+                if not line.startswith("cpu") or line.startswith("cpu "):
+                    continue
+                name, *values = line.split()
+                ticks = [int(v) for v in values[:8]]
+                total = sum(ticks)
+                out[int(name[3:])] = (total - ticks[3] - ticks[4], total)
+    except (OSError, ValueError):
+        pass
+    return out
+
+
 class CpuMeter:
-    """Measures wall time, this process's CPU and a server's CPU over a window."""
+    """Wall time, CPU of this process and of the server, core load, for a window.
+
+    Percentages are of one core. ``core_busy`` is what the whole machine did
+    on each core (so it exposes interference and softirq work too).
+    """
 
     def __init__(self, server_pid: int | None = None) -> None:
         self.server_pid = server_pid
         self.wall = 0.0
         self.gen_cpu = 0.0
         self.server_cpu: float | None = None
+        self.core_busy: dict[int, float] = {}
         self._t0 = 0.0
         self._r0 = 0.0
         self._s0 = 0.0
+        self._c0: dict[int, tuple[int, int]] = {}
 
     def start(self) -> None:
         """Begin the window."""
         self._t0 = time.perf_counter()
         self._r0 = _self_cpu()
+        self._c0 = core_times()
         if self.server_pid is not None:
             self._s0 = proc_cpu_seconds(self.server_pid)
 
@@ -142,6 +172,16 @@ class CpuMeter:
         if self.server_pid is not None:
             used = proc_cpu_seconds(self.server_pid) - self._s0
             self.server_cpu = 100 * used / self.wall
+        for core, (busy, total) in core_times().items():
+            busy0, total0 = self._c0.get(core, (0, 0))
+            if total > total0:
+                self.core_busy[core] = 100 * (busy - busy0) / (total - total0)
+
+    def fill(self, result: Result) -> None:
+        """Copy the measurements into ``result``."""
+        result.gen_cpu = self.gen_cpu
+        result.server_cpu = self.server_cpu
+        result.core_busy = dict(self.core_busy)
 
 
 def _self_cpu() -> float:

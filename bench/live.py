@@ -125,8 +125,7 @@ async def run_latency(target: Target, run_id: str, duration: float) -> Result:
         result.extra["reconnects"] = str(reconnects)
     _latency_report(readers, int(duration * L_RATE), result)
     result.metrics["writer appends/s"] = acked / meter.wall
-    result.gen_cpu = meter.gen_cpu
-    result.server_cpu = meter.server_cpu
+    meter.fill(result)
     return result
 
 
@@ -182,22 +181,22 @@ async def run_fanout(target: Target, run_id: str, duration: float) -> Result:
         acked_in_window = writer.acked
         meter.stop()
         writer.stop = True
-        await task
+        await asyncio.wait_for(task, 30.0)
         await drain(readers, writer.acked, DRAIN_SECONDS)
     finally:
         writer.stop = True
         await close_readers(readers)
     result.metrics["delivered records/s"] = delivered / meter.wall
     result.metrics["writer appends/s"] = acked_in_window / meter.wall
-    result.gen_cpu = meter.gen_cpu
-    result.server_cpu = meter.server_cpu
+    meter.fill(result)
     result.problems += writer.problems
     short = sum(max(0, writer.acked - r.count) for r in readers)
     extra = sum(max(0, r.count - writer.acked) for r in readers)
     result.metrics["missing"] = short
     if short:
         result.problems.append(
-            f"{short} records not delivered {DRAIN_SECONDS:.0f}s after the writer stopped"
+            f"{short} records not delivered {DRAIN_SECONDS:.0f}s after the writer"
+            " stopped"
         )
     if extra:
         result.problems.append(f"{extra} records delivered more than once")

@@ -160,9 +160,7 @@ def _consume(fut: asyncio.Future[Response]) -> None:
         fut.exception()
 
 
-async def connect(
-    host: str, port: int, want_headers: bool = True
-) -> HttpConnection:
+async def connect(host: str, port: int, want_headers: bool = True) -> HttpConnection:
     """Open a TCP connection (TCP_NODELAY is the asyncio default)."""
     loop = asyncio.get_running_loop()
     _, proto = await loop.create_connection(

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from common import Result
 
 OURS, REFERENCE, NOOP = "ours", "reference", "noop"
-GEN_BOUND = 90.0  # load generator CPU % above which a number is suspect
+GEN_BOUND = 90.0
+INTEGER_METRICS = {"missing"}  # load generator CPU % above which a number is suspect
 
 TITLES = {
     "W1": "W1: appends, 1 record per POST (64 connections, 100 streams)",
@@ -62,10 +63,10 @@ class Verdict:
     status: str  # "met", "missed" or "n/a"
 
 
-def _fmt(value: float | None) -> str:
+def _fmt(value: float | None, integer: bool = False) -> str:
     if value is None:
         return "–"
-    if value >= 1000:
+    if integer or value >= 1000:
         return f"{value:,.0f}"
     if value >= 100:
         return f"{value:.0f}"
@@ -74,18 +75,32 @@ def _fmt(value: float | None) -> str:
     return f"{value:.2f}"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    """A Markdown table padded so that it also reads well in a terminal."""
+def _table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], numeric: bool = True
+) -> list[str]:
+    """A Markdown table padded so that it also reads well in a terminal.
+
+    The first column is left-aligned; the others are right-aligned when
+    ``numeric``.
+    """
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    right = [numeric and i > 0 for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
-        padded = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
-                  enumerate(zip(cells, widths, strict=True))]
+        padded = [
+            c.rjust(w) if r else c.ljust(w)
+            for c, w, r in zip(cells, widths, right, strict=True)
+        ]
         return "| " + " | ".join(padded) + " |"
 
-    rule = "|" + "|".join(
-        "-" * (w + 1) + (":" if i else "-") for i, w in enumerate(widths)
-    ) + "|"
+    rule = (
+        "|"
+        + "|".join(
+            "-" * (w + 1) + (":" if r else "-")
+            for w, r in zip(widths, right, strict=True)
+        )
+        + "|"
+    )
     return [line(header), rule, *(line(r) for r in rows)]
 
 
@@ -102,7 +117,8 @@ def workload_table(name: str, results: dict[str, Result]) -> list[str]:
         a = ours.metrics.get(key) if ours else None
         b = ref.metrics.get(key) if ref else None
         ratio = f"{a / b:.2f}×" if a is not None and b else "–"
-        rows.append([label, _fmt(a), _fmt(b), ratio])
+        integer = key in INTEGER_METRICS
+        rows.append([label, _fmt(a, integer), _fmt(b, integer), ratio])
     extras = sorted({k for r in (ours, ref) if r for k in r.extra})
     for key in extras:
         rows.append(
@@ -114,15 +130,36 @@ def workload_table(name: str, results: dict[str, Result]) -> list[str]:
             ]
         )
     rows.append(
-        ["server CPU (core 0)", _cpu(ours and ours.server_cpu),
-         _cpu(ref and ref.server_cpu), ""]
+        [
+            "server CPU (core 0)",
+            _cpu(ours.server_cpu if ours else None),
+            _cpu(ref.server_cpu if ref else None),
+            "",
+        ]
     )
     rows.append(
-        ["load generator CPU (core 1)", _cpu(ours and ours.gen_cpu),
-         _cpu(ref and ref.gen_cpu), ""]
+        [
+            "load generator CPU (core 1)",
+            _cpu(ours.gen_cpu if ours else None),
+            _cpu(ref.gen_cpu if ref else None),
+            "",
+        ]
     )
+    for core, label in (
+        (0, "core 0 busy (all processes)"),
+        (1, "core 1 busy (all processes)"),
+    ):
+        rows.append(
+            [label, _busy(ours, core), _busy(ref, core), ""],
+        )
     rows.append(["checks", _valid(ours), _valid(ref), ""])
     return _table(header, rows)
+
+
+def _busy(result: Result | None, core: int) -> str:
+    if result is None or core not in result.core_busy:
+        return "–"
+    return f"{result.core_busy[core]:.0f}%"
 
 
 def _valid(result: Result | None) -> str:
@@ -191,8 +228,11 @@ def verdicts(results: dict[str, dict[str, Result]]) -> list[Verdict]:
             status = "missed (below the 1.0× floor)"
         note = "" if ok else " (checks failed)"
         out.append(
-            Verdict("W1 appends/s ≥ 1.5× reference (never < 1.0×)", f"{w1:.2f}×{note}",
-                    status)
+            Verdict(
+                "W1 appends/s ≥ 1.5× reference (never < 1.0×)",
+                f"{w1:.2f}×{note}",
+                status,
+            )
         )
     ratio_target("W2 records/s ≥ 1.5× reference", "W2", "records/s", 1.5)
     ours_l = results.get("L", {}).get(OURS)
@@ -210,8 +250,9 @@ def verdicts(results: dict[str, dict[str, Result]]) -> list[Verdict]:
             )
         )
     ratio_target("C no slower than reference (MB/s)", "C", "MB/s", 1.0)
-    ratio_target("F delivered records/s ≥ 1.5× reference", "F",
-                 "delivered records/s", 1.5)
+    ratio_target(
+        "F delivered records/s ≥ 1.5× reference", "F", "delivered records/s", 1.5
+    )
     return out
 
 
@@ -244,6 +285,10 @@ def machine_facts() -> list[str]:
     ]
 
 
+def _busy_machine(idle: dict[int, float]) -> bool:
+    return any(v > 10 for v in idle.values())
+
+
 def _node_version() -> str:
     try:
         out = subprocess.run(
@@ -259,6 +304,8 @@ def render(
     command: str,
     server_commands: dict[str, str],
     skipped: dict[str, str],
+    settings: str,
+    idle: dict[int, float],
     started: str,
     elapsed: float,
 ) -> str:
@@ -272,6 +319,9 @@ def render(
         "## Machine",
         "",
         *machine_facts(),
+        "- Background load in the second before the run (all processes): "
+        + ", ".join(f"core {c} {v:.0f}%" for c, v in sorted(idle.items()))
+        + (" — **not idle, numbers are disturbed**" if _busy_machine(idle) else ""),
         "",
         "## Command",
         "",
@@ -279,24 +329,28 @@ def render(
         command,
         "```",
         "",
-        "Servers (each started fresh for every workload, on a free port):",
+        "Servers (started fresh for every workload, each on a free port):",
         "",
     ]
     for name, cmd in server_commands.items():
         lines.append(f"- {name}: `{cmd}`")
     for name, why in skipped.items():
         lines.append(f"- {name}: **not run** ({why})")
-    lines += ["", "## Targets", ""]
+    lines += ["", f"Durations: {settings}.", "", "## Targets", ""]
     rows = [[v.target, v.observed, v.status] for v in verdicts(results)]
-    lines += _table(["target", "observed", "status"], rows)
+    lines += _table(["target", "observed", "status"], rows, numeric=False)
     for workload in ("W1", "W2", "L", "F", "C"):
         if workload not in results:
             continue
         lines += ["", f"## {TITLES[workload]}", ""]
         lines += workload_table(workload, results[workload])
         if workload == "W1" and NOOP in results[workload]:
-            lines += ["", "### No-op ceiling (W1-shaped requests, raw ASGI app "
-                      "answering 204 on uvicorn + uvloop + httptools)", ""]
+            lines += [
+                "",
+                "### No-op ceiling (W1-shaped requests, raw ASGI app "
+                "answering 204 on uvicorn + uvloop + httptools)",
+                "",
+            ]
             lines += noop_lines(results[workload])
         problems = [
             f"- {server}: {p}"
@@ -306,9 +360,7 @@ def render(
         if problems:
             lines += ["", "Check failures:", "", *problems]
         bound = [
-            server
-            for server, r in results[workload].items()
-            if r.gen_cpu >= GEN_BOUND
+            server for server, r in results[workload].items() if r.gen_cpu >= GEN_BOUND
         ]
         if bound:
             lines += [

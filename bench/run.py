@@ -5,7 +5,7 @@ Usage::
     python bench/run.py [--quick] [--only W1,L,...] [--ours-cmd CMD]
 
 Runs every workload (W1, W2, L, F, C; the no-op ceiling goes with W1) against
-each server, starting a fresh server pinned to core 0 for every workload while
+each server, starting fresh servers pinned to core 0 for every workload while
 this process (the load generator) is pinned to core 1. Prints the report and
 writes it to ``docs/benchmarks.md``. See ``bench/README.md``.
 """
@@ -13,53 +13,31 @@ writes it to ``docs/benchmarks.md``. See ``bench/README.md``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import uvloop
-
-from appends import run_appends
-from catchup import run_catchup
-from common import Result, Target
-from live import run_fanout, run_latency
+from common import core_times
+from orchestrate import FULL, QUICK, run_all
 from report import NOOP, OURS, REFERENCE, render
 from servers import (
     NOOP_CMD,
     OURS_CMD,
     REFERENCE_CMD,
     ROOT,
-    ServerError,
     ServerSpec,
+    kill_all,
     ours_available,
     reference_available,
-    running,
 )
 
 WORKLOADS = ("W1", "W2", "L", "F", "C")
 GEN_CPU = 1
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Durations and repetitions for one mode (full or quick)."""
-
-    append_seconds: float
-    warmup_seconds: float
-    live_seconds: float
-    fanout_seconds: float
-    catchup_repeats: int
-
-
-FULL = Settings(10.0, 2.0, 10.0, 10.0, 5)
-QUICK = Settings(2.0, 0.5, 3.0, 2.0, 3)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -125,63 +103,41 @@ def _servers(args: argparse.Namespace) -> tuple[list[ServerSpec], dict[str, str]
     return specs, skipped
 
 
-def _job(
-    workload: str, settings: Settings, run_id: str, server: str
-) -> Callable[[Target], Awaitable[Result]] | None:
-    s = settings
-    if workload in ("W1", "W2"):
-        per_post = 1 if workload == "W1" else 50
-        if server == NOOP and workload != "W1":
-            return None
-        return lambda t: run_appends(
-            t, workload, run_id, per_post, s.append_seconds, s.warmup_seconds,
-            validate=server != NOOP,
-        )
-    if server == NOOP:
-        return None
-    if workload == "L":
-        return lambda t: run_latency(t, run_id, s.live_seconds)
-    if workload == "F":
-        return lambda t: run_fanout(t, run_id, s.fanout_seconds)
-    return lambda t: run_catchup(t, run_id, s.catchup_repeats)
-
-
-def _summary(r: Result) -> str:
-    shown = ", ".join(f"{k} {v:,.2f}" for k, v in list(r.metrics.items())[:3])
-    server = "" if r.server_cpu is None else f", server CPU {r.server_cpu:.0f}%"
-    status = "ok" if r.valid else "CHECKS FAILED: " + "; ".join(r.problems[:3])
-    return f"{shown}; gen CPU {r.gen_cpu:.0f}%{server}; {status}"
-
-
-def run_all(
-    args: argparse.Namespace, specs: list[ServerSpec], workdir: Path
-) -> dict[str, dict[str, Result]]:
-    """Every selected workload against every server, fresh server each time."""
-    settings = QUICK if args.quick else FULL
-    run_id = f"{int(time.time())}-{os.getpid()}"
-    results: dict[str, dict[str, Result]] = {}
-    for workload in args.only:
-        for spec in specs:
-            job = _job(workload, settings, run_id, spec.name)
-            if job is None:
-                continue
-            print(f"[{workload}] {spec.name} ...", file=sys.stderr, flush=True)
-            try:
-                with running(spec, workdir) as target:
-                    result = uvloop.run(job(target))
-            except (ServerError, OSError, asyncio.TimeoutError, RuntimeError) as exc:
-                result = Result(workload, spec.name, problems=[f"run failed: {exc}"])
-            results.setdefault(workload, {})[spec.name] = result
-            print(f"[{workload}] {spec.name}: {_summary(result)}", file=sys.stderr)
-    return results
-
-
 def _pin_generator() -> None:
     """Pin this process (the load generator) to core 1."""
     if (os.cpu_count() or 1) < 2:
         print("warning: fewer than 2 cores; not pinning", file=sys.stderr)
         return
     os.sched_setaffinity(0, {GEN_CPU})
+
+
+def _on_sigterm(workdir: Path) -> None:
+    """On SIGTERM/SIGHUP: kill the servers, remove the temp dir, exit at once.
+
+    (An exception raised from a signal handler could be swallowed by an
+    asyncio callback, so cleanup happens in the handler itself.)
+    """
+
+    def handler(signum: int, _frame: object) -> None:
+        kill_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, handler)
+
+
+def background_load(seconds: float = 1.0) -> dict[int, float]:
+    """Per-core busy % over ``seconds`` before anything is started."""
+    before = core_times()
+    time.sleep(seconds)
+    after = core_times()
+    out = {}
+    for core, (busy, total) in after.items():
+        busy0, total0 = before.get(core, (0, 0))
+        if total > total0:
+            out[core] = 100 * (busy - busy0) / (total - total0)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,11 +147,16 @@ def main(argv: list[str] | None = None) -> int:
     specs, skipped = _servers(args)
     for name, why in skipped.items():
         print(f"skipping {name}: {why}", file=sys.stderr)
+    idle = background_load()
+    if any(v > 10 for v in idle.values()):
+        print(f"warning: machine not idle: {idle}", file=sys.stderr)
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     t0 = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="threadline-bench-"))
+    _on_sigterm(workdir)
+    settings = QUICK if args.quick else FULL
     try:
-        results = run_all(args, specs, workdir)
+        results = run_all(args.only, specs, settings, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     command = shlex.join(["python", "bench/run.py", *sys.argv[1:]])
@@ -204,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         command,
         {s.name: s.describe() for s in specs},
         skipped,
+        settings.describe(),
+        idle,
         started,
         time.perf_counter() - t0,
     )

@@ -34,12 +34,18 @@ OURS_CMD = (
     "{root}/.venv/bin/threadline serve --store sqlite:///{tmpdir}/bench.db"
     " --no-auth --host 127.0.0.1 --port {port}"
 )
-REFERENCE_CMD = "node {bench}/node/reference-server.mjs --port {port} --long-poll-ms 30000"
+REFERENCE_CMD = (
+    "node {bench}/node/reference-server.mjs --port {port} --long-poll-ms 30000"
+)
 NOOP_CMD = (
     "{python} -m uvicorn noop_app:app --app-dir {bench} --loop uvloop"
     " --http httptools --lifespan off --no-access-log --log-level warning"
     " --host 127.0.0.1 --port {port}"
 )
+
+
+# Servers currently running, so that a signal handler can end them at once.
+_LIVE: dict[int, subprocess.Popen[bytes]] = {}
 
 
 class ServerError(RuntimeError):
@@ -56,7 +62,25 @@ class ServerSpec:
 
     def describe(self) -> str:
         """The command (or URL) as it will be shown in the report."""
-        return self.url or self.command
+        if self.url:
+            return f"already running at {self.url} (not started, not pinned)"
+        return "taskset -c {} {}".format(
+            SERVER_CPU,
+            self.command.format(
+                port="{port}",
+                tmpdir="{tmpdir}",
+                python=_rel(Path(sys.executable)),
+                root=".",
+                bench="bench",
+            ),
+        )
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def free_port() -> int:
@@ -103,8 +127,9 @@ def _pinned_ok(pid: int) -> list[str]:
 def running(spec: ServerSpec, workdir: Path, timeout: float = 30.0) -> Iterator[Target]:
     """Start ``spec`` (unless it is an external URL) and stop it afterwards."""
     if spec.url:
-        host, _, port = spec.url.split("://", 1)[-1].split("/", 1)[0].rpartition(":")
-        yield Target(spec.name, host or HOST, int(port or 80))
+        authority = spec.url.split("://", 1)[-1].split("/", 1)[0]
+        host, _, port_text = authority.rpartition(":")
+        yield Target(spec.name, host or HOST, int(port_text or 80))
         return
     tmpdir = Path(tempfile.mkdtemp(prefix=f"{spec.name}-", dir=workdir))
     port = free_port()
@@ -119,6 +144,7 @@ def running(spec: ServerSpec, workdir: Path, timeout: float = 30.0) -> Iterator[
             cwd=tmpdir,
             start_new_session=True,
         )
+    _LIVE[proc.pid] = proc
     try:
         deadline = time.monotonic() + timeout
         while not _probe(port):
@@ -132,12 +158,25 @@ def running(spec: ServerSpec, workdir: Path, timeout: float = 30.0) -> Iterator[
         bad = _pinned_ok(proc.pid)
         if bad:
             raise ServerError(f"{spec.name} threads not pinned to core 0: {bad}")
-        yield Target(spec.name, HOST, port, proc.pid)
-        if proc.poll() is not None:
-            raise ServerError(f"{spec.name} died: {_tail(log_path)}")
+        yield Target(spec.name, HOST, port, proc.pid, str(log_path))
     finally:
         _stop(proc)
+        _LIVE.pop(proc.pid, None)
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def dead(target: Target) -> str | None:
+    """Why the server behind ``target`` is no longer running, or None."""
+    if target.pid is None:
+        return None
+    try:
+        with open(f"/proc/{target.pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        state = b"X"
+    if state not in (b"Z", b"X"):
+        return None
+    return f"{target.name} died: {_tail(Path(target.log))}" if target.log else "died"
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -154,17 +193,32 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _tail(path: Path, limit: int = 2000) -> str:
+def kill_all() -> None:
+    """SIGKILL every server still running (for signal handlers)."""
+    for proc in list(_LIVE.values()):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+    _LIVE.clear()
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    """The last few non-empty lines of a server log, on one line."""
     try:
-        return path.read_text(errors="replace")[-limit:].strip()
+        text = path.read_text(errors="replace")
     except OSError:
         return "(no log)"
+    last = [ln.strip() for ln in text.splitlines() if ln.strip()][-lines:]
+    return " | ".join(last) or "(empty log)"
 
 
 def ours_available(command: str) -> str | None:
     """Why ``command`` cannot be run, or None if its executable exists."""
     exe = shlex.split(
-        command.format(port=0, tmpdir="x", python=sys.executable, root=ROOT, bench=BENCH)
+        command.format(
+            port=0, tmpdir="x", python=sys.executable, root=ROOT, bench=BENCH
+        )
     )[0]
     if shutil.which(exe) is None and not os.access(exe, os.X_OK):
         return f"{exe} not found"

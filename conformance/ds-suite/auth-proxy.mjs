@@ -7,9 +7,9 @@
 // Listens on 127.0.0.1, port $PORT or 0 (any free port), and prints
 // `LISTENING <port>` on stdout once ready. Bodies stream both ways (SSE and
 // long-poll are never buffered); status, status text and every end-to-end
-// header (repeated ones included) pass through unchanged, and the client's
-// Host header is kept so the server builds its Location URLs for the proxy.
-// A client that disconnects aborts the upstream request.
+// header (repeated ones included) pass through unchanged; the client's Host
+// header is kept, so Location URLs built from it point at the proxy. A client
+// that disconnects aborts the upstream request.
 import http from "node:http"
 import { pipeline } from "node:stream"
 
@@ -26,7 +26,7 @@ const HOP_BY_HOP = new Set([
   "proxy-authenticate",
   "proxy-authorization",
   "proxy-connection",
-  "te",
+  "te", // codespell:ignore
   "trailer",
   "transfer-encoding",
   "upgrade",
@@ -54,6 +54,11 @@ function forwardable(rawHeaders, drop = new Set()) {
 const server = http.createServer((req, res) => {
   const headers = forwardable(req.rawHeaders, new Set(["authorization", "expect"]))
   headers.push("Authorization", `Bearer ${token}`)
+  // A body waits for `100 Continue`: a server that answers early (413, 401)
+  // may close without reading the body, and a body still in flight would make
+  // that socket reset and lose the answer. After 1 s without word, send anyway.
+  const hasBody = "transfer-encoding" in req.headers || Number(req.headers["content-length"]) > 0
+  if (hasBody) headers.push("Expect", "100-continue")
   const upstream = http.request({
     protocol: target.protocol,
     hostname: target.hostname,
@@ -62,13 +67,33 @@ const server = http.createServer((req, res) => {
     path: basePath + req.url,
     headers,
   })
+  let bodyStarted = false
+  const sendBody = () => {
+    if (bodyStarted) return
+    bodyStarted = true
+    clearTimeout(timer)
+    pipeline(req, upstream, (err) => {
+      if (err) upstream.destroy()
+    })
+  }
+  const timer = hasBody ? setTimeout(sendBody, 1000) : undefined
+  if (hasBody) upstream.on("continue", sendBody)
+  else sendBody()
 
   upstream.on("response", (up) => {
+    clearTimeout(timer)
+    if (!bodyStarted) {
+      // Answered without the body (Node's server discards it from the client).
+      // The upstream connection now holds a half-sent request: close it.
+      bodyStarted = true
+      up.on("end", () => upstream.destroy())
+    }
     res.writeHead(up.statusCode, up.statusMessage, forwardable(up.rawHeaders))
     res.flushHeaders() // an SSE or long-poll client may wait on headers alone
     pipeline(up, res, () => {})
   })
   upstream.on("error", (err) => {
+    clearTimeout(timer)
     if (res.headersSent) {
       res.destroy(err)
     } else {
@@ -77,10 +102,8 @@ const server = http.createServer((req, res) => {
   })
   // Client gone before the response completed: drop the upstream request too.
   res.on("close", () => {
+    clearTimeout(timer)
     if (!res.writableFinished) upstream.destroy()
-  })
-  pipeline(req, upstream, (err) => {
-    if (err) upstream.destroy()
   })
 })
 

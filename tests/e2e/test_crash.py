@@ -328,7 +328,7 @@ async def test_crash_loses_no_acknowledged_append(tmp_path: Path) -> None:
                         offset = Offset.parse(ack.offset)
                         assert offset.generation == generation
                         assert ack.offset not in seen_offsets, (
-                            f"offset re-used: {ack.offset}"
+                            f"offset reused: {ack.offset}"
                         )
                         seen_offsets.add(ack.offset)
                         assert records[offset.position - 1] == {"w": w, "n": ack.seq}

@@ -6,7 +6,7 @@ records from the start of the log; the offset of a record is the position
 just after it, so "read from offset X" returns the records after X.
 
 The generation identifies one incarnation of a log. A store gives every log it
-creates a generation larger than any it gave before, never re-used: a log that
+creates a generation larger than any it gave before, never reused: a log that
 is deleted and created again, or that a store lost, has a new generation, and
 an offset from another generation is refused (``410 offset_gone``) instead of
 silently meaning something else.

@@ -78,7 +78,7 @@ def encode_control(json_payload: bytes) -> bytes:
 
 
 def encode_comment(text: str = "") -> bytes:
-    """A comment (heartbeat), one ``:`` line per line of ``text``; ignored by decoders."""
+    """A comment (heartbeat): one ``:`` line per line of ``text``; decoders skip it."""
     lines = _LINES.split(text.encode())
     return b"".join(b": " + line + b"\n" for line in lines) + b"\n"
 

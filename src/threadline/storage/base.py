@@ -15,7 +15,7 @@ and read:
 * **Atomic appends.** All records of one ``append`` commit together with the
   producer state, ``Stream-Seq`` and close flag they change, or none do.
 * **One order.** Offsets strictly increase within a log; every reader sees the
-  same records at the same offsets. Offsets are never re-used: a re-created
+  same records at the same offsets. Offsets are never reused: a re-created
   log gets a new generation (see :mod:`threadline.protocol.offsets`).
 * **Forks** share their source's records up to the fork point and never see
   the source's later appends; a log with live forks is soft-deleted on delete
