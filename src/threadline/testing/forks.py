@@ -279,6 +279,33 @@ async def ttl_expired_key_can_be_created_again(t: StoreUnderTest) -> None:
 
 
 @_check
+async def ttl_expired_source_with_fork_is_gone(t: StoreUnderTest) -> None:
+    """A source whose TTL passes while a fork reads it is LogGone; the fork reads on."""
+    await t.create(SOURCE, LogConfig("text/plain", ttl=60), records=[b"a"])
+    await t.create(FORK, LogConfig("text/plain", ttl=3600), fork=ForkSpec(SOURCE))
+    t.clock.advance(61)
+    await t.restart()
+    await raises(LogGone, t.store.head(SOURCE))
+    assert await t.data(FORK) == [b"a"]
+
+
+@_check
+async def ttl_expired_fork_releases_its_source(t: StoreUnderTest) -> None:
+    """Once the last fork of a deleted source is seen expired, the source is collected
+    too (by the next restart at the latest: collection may run in the background).
+    """
+    await _source(t, b"a")
+    await t.create(FORK, LogConfig("text/plain", ttl=60), fork=ForkSpec(SOURCE))
+    await t.store.delete(SOURCE)
+    t.clock.advance(61)
+    await t.restart()
+    await raises(LogNotFound, t.store.head(FORK))
+    await t.restart()
+    await raises(LogNotFound, t.store.head(SOURCE))
+    assert (await t.store.create(SOURCE, TEXT))[1]
+
+
+@_check
 async def touch_refreshes_ttl_across_restart(t: StoreUnderTest) -> None:
     """touch() restarts a sliding TTL, and the refresh survives a restart."""
     await t.create(config=LogConfig("text/plain", ttl=60))
