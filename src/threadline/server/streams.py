@@ -8,30 +8,17 @@ path here can reach a session log.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Sequence
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import orjson
 
 from ..auth import AuthError, Claims, Keyset, verify_token
 from ..exceptions import (
-    ConfigConflict,
-    ContentTypeMismatch,
     InvalidOffset,
-    LogClosed,
-    LogGone,
-    LogNotFound,
-    OffsetGone,
-    ProducerEpochSeq,
-    ProducerEpochStale,
-    ProducerSeqGap,
     ProtocolError,
-    SeqConflict,
-    TailMismatch,
     ThreadlineError,
 )
 from ..protocol.offsets import NOW, START, Offset, parse_offset_param
@@ -64,9 +51,18 @@ from .http import (
     Scope,
     Send,
     error_body,
-    header_map,
     read_body,
     send_response,
+)
+from .stream_codec import (
+    StreamRequest,
+    declared_length,
+    is_true,
+    join_records,
+    split_records,
+    status_of,
+    wait_disconnect,
+    wait_or_drain,
 )
 
 __all__ = ["PREFIX", "StreamHandler"]
@@ -93,33 +89,6 @@ DISCARD_LIMIT = 64 * 1024 * 1024
 """Bytes of a refused (413) body read and dropped before the connection closes."""
 
 
-class _Request:
-    """One parsed request: method, stream name, query, headers."""
-
-    __slots__ = ("headers", "method", "name", "query", "scope")
-
-    def __init__(self, scope: Scope, name: str) -> None:
-        self.scope = scope
-        self.method: str = scope["method"]
-        self.name = name
-        self.headers = header_map(scope)
-        self.query: dict[str, list[str]] = parse_qs(
-            scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
-        )
-
-    def header(self, name: bytes) -> str | None:
-        value = self.headers.get(name)
-        return None if value is None else value.decode("latin-1")
-
-    def single(self, key: str) -> str | None:
-        values = self.query.get(key)
-        if values is None:
-            return None
-        if len(values) != 1:
-            raise ProtocolError(f"query parameter {key!r} given more than once")
-        return values[0]
-
-
 class StreamHandler:
     """ASGI handler for every method under ``/v1/stream/``."""
 
@@ -139,24 +108,24 @@ class StreamHandler:
         ]
         if config.auth:
             self._base_headers.append((b"vary", b"Authorization, Origin"))
+        self._any_origin = "*" in config.cors_origins
+        if self._any_origin:
+            self._base_headers.append((b"access-control-allow-origin", b"*"))
         self._cache_scope = b"private" if config.auth else b"public"
 
     # Headers
 
     def _headers(self, scope: Scope) -> Headers:
+        if self._any_origin:
+            return list(self._base_headers)
         headers = list(self._base_headers)
-        origin = None
         for name, value in scope["headers"]:
             if name == b"origin":
-                origin = value
+                if value.decode("latin-1") in self.config.cors_origins:
+                    headers.append((b"access-control-allow-origin", value))
+                    if not self.config.auth:
+                        headers.append((b"vary", b"Origin"))
                 break
-        allowed = self.config.cors_origins
-        if "*" in allowed:
-            headers.append((b"access-control-allow-origin", b"*"))
-        elif origin is not None and origin.decode("latin-1") in allowed:
-            headers.append((b"access-control-allow-origin", origin))
-            if not self.config.auth:
-                headers.append((b"vary", b"Origin"))
         return headers
 
     def _cache(self, headers: Headers, value: bytes) -> None:
@@ -191,7 +160,7 @@ class StreamHandler:
         if not name or len(name) > MAX_NAME or any(ord(c) < 0x20 for c in name):
             await self._error(send, scope, 400, "invalid_name", "invalid stream name")
             return
-        request = _Request(scope, name)
+        request = StreamRequest(scope, name)
         head = method == "HEAD"
         try:
             claims = self._authenticate(request)
@@ -226,7 +195,7 @@ class StreamHandler:
         except BodyTooLarge:
             await self._refuse_body(scope, receive, send)
         except ThreadlineError as exc:
-            status, extra = _status_of(exc)
+            status, extra = status_of(exc)
             await self._error(send, scope, status, exc.code, str(exc), extra, head=head)
 
     async def _refuse_body(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -259,7 +228,7 @@ class StreamHandler:
 
     # Auth
 
-    def _authenticate(self, request: _Request) -> Claims | None:
+    def _authenticate(self, request: StreamRequest) -> Claims | None:
         if self.keyset is None:
             return None
         value = request.header(b"authorization")
@@ -292,7 +261,7 @@ class StreamHandler:
 
     async def _put(
         self,
-        request: _Request,
+        request: StreamRequest,
         key: LogKey,
         claims: Claims | None,
         receive: Receive,
@@ -306,16 +275,18 @@ class StreamHandler:
         expires_at = (
             parse_expires_at(expires_value) if expires_value is not None else None
         )
-        closed = _is_true(request.header(b"stream-closed"))
+        closed = is_true(request.header(b"stream-closed"))
         content_type = request.header(b"content-type")
         fork = self._fork_spec(request, key, claims)
-        body = await read_body(receive, self.config.max_body_bytes, _length(request))
+        body = await read_body(
+            receive, self.config.max_body_bytes, declared_length(request)
+        )
         if fork is None:
             content_type = content_type or "application/octet-stream"
             config: LogConfig | None = LogConfig(content_type, ttl, expires_at)
         else:
             config = LogConfig(content_type or "", ttl, expires_at)
-        records = _records(content_type, body, allow_empty=True)
+        records = split_records(content_type, body, allow_empty=True)
         info, created = await self.store.create(
             key, config, records=records, closed=closed, fork=fork
         )
@@ -326,7 +297,7 @@ class StreamHandler:
         await send_response(send, 201 if created else 200, headers)
 
     def _fork_spec(
-        self, request: _Request, key: LogKey, claims: Claims | None
+        self, request: StreamRequest, key: LogKey, claims: Claims | None
     ) -> ForkSpec | None:
         source = request.header(b"stream-forked-from")
         offset_value = request.header(b"stream-fork-offset")
@@ -346,7 +317,7 @@ class StreamHandler:
             raise ProtocolError("Stream-Fork-Sub-Offset needs Stream-Fork-Offset")
         return ForkSpec(LogKey(key.tenant, NAMESPACE + source_name), offset, sub_offset)
 
-    def _location(self, request: _Request) -> str:
+    def _location(self, request: StreamRequest) -> str:
         scope = request.scope
         host = request.header(b"host")
         if host is None:
@@ -375,9 +346,9 @@ class StreamHandler:
     # POST: append / close
 
     async def _post(
-        self, request: _Request, key: LogKey, receive: Receive, send: Send
+        self, request: StreamRequest, key: LogKey, receive: Receive, send: Send
     ) -> None:
-        close = _is_true(request.header(b"stream-closed"))
+        close = is_true(request.header(b"stream-closed"))
         content_type = request.header(b"content-type")
         claim = parse_producer(
             request.header(b"producer-id"),
@@ -385,14 +356,16 @@ class StreamHandler:
             request.header(b"producer-seq"),
         )
         stream_seq = request.header(b"stream-seq")
-        body = await read_body(receive, self.config.max_body_bytes, _length(request))
+        body = await read_body(
+            receive, self.config.max_body_bytes, declared_length(request)
+        )
         if not body and not close:
             raise ProtocolError(
                 "an append needs a body (or Stream-Closed: true)", "empty_body"
             )
         if body and content_type is None:
             raise ProtocolError("an append with a body needs a Content-Type")
-        records = _records(content_type, body, allow_empty=False) if body else []
+        records = split_records(content_type, body, allow_empty=False) if body else []
         self.store.touch(key)
         result = await self.store.append(
             key,
@@ -417,7 +390,7 @@ class StreamHandler:
 
     # HEAD
 
-    async def _head(self, request: _Request, key: LogKey, send: Send) -> None:
+    async def _head(self, request: StreamRequest, key: LogKey, send: Send) -> None:
         info = await self.store.head(key)
         headers = self._headers(request.scope)
         headers += self._meta_headers(info)
@@ -428,7 +401,7 @@ class StreamHandler:
     # GET
 
     async def _get(
-        self, request: _Request, key: LogKey, receive: Receive, send: Send
+        self, request: StreamRequest, key: LogKey, receive: Receive, send: Send
     ) -> None:
         offset_text = request.single("offset")
         live = request.single("live")
@@ -450,7 +423,7 @@ class StreamHandler:
             await self._catch_up(request, key, offset, send)
 
     async def _catch_up(
-        self, request: _Request, key: LogKey, offset: Offset | str, send: Send
+        self, request: StreamRequest, key: LogKey, offset: Offset | str, send: Send
     ) -> None:
         if offset == NOW:
             info = await self.store.head(key)
@@ -491,10 +464,10 @@ class StreamHandler:
         ]:
             await send_response(send, 304, headers)
             return
-        body = _join(info.config.content_type, [r.data for r in result.records])
+        body = join_records(info.config.content_type, [r.data for r in result.records])
         await send_response(send, 200, headers, body)
 
-    def _cursor(self, request: _Request) -> bytes:
+    def _cursor(self, request: StreamRequest) -> bytes:
         return compute_cursor(
             time.time(), request.single("cursor"), random.randint(1, 3600)
         ).encode()
@@ -506,7 +479,7 @@ class StreamHandler:
 
     async def _long_poll(
         self,
-        request: _Request,
+        request: StreamRequest,
         key: LogKey,
         offset: Offset | str,
         receive: Receive,
@@ -516,7 +489,7 @@ class StreamHandler:
         chunk = self.config.read_chunk_bytes
         result = await self.store.read(key, after, max_bytes=chunk)
         if not result.records and not result.info.closed and not self.draining.is_set():
-            disconnect = asyncio.ensure_future(_wait_disconnect(receive))
+            disconnect = asyncio.ensure_future(wait_disconnect(receive))
             wait = asyncio.ensure_future(
                 self.store.wait(key, result.next_offset, self.config.long_poll_timeout)
             )
@@ -552,12 +525,12 @@ class StreamHandler:
         )
         headers.append((b"etag", etag.encode()))
         self._cache(headers, self._cache_scope + b", " + CACHEABLE)
-        body = _join(info.config.content_type, [r.data for r in result.records])
+        body = join_records(info.config.content_type, [r.data for r in result.records])
         await send_response(send, 200, headers, body)
 
     async def _sse(
         self,
-        request: _Request,
+        request: StreamRequest,
         key: LogKey,
         offset: Offset | str,
         receive: Receive,
@@ -581,7 +554,7 @@ class StreamHandler:
         stream = asyncio.ensure_future(
             self._sse_loop(request, key, after, first, encoding, send)
         )
-        disconnect = asyncio.ensure_future(_wait_disconnect(receive))
+        disconnect = asyncio.ensure_future(wait_disconnect(receive))
         try:
             await asyncio.wait(
                 {stream, disconnect}, return_when=asyncio.FIRST_COMPLETED
@@ -598,7 +571,7 @@ class StreamHandler:
 
     async def _sse_loop(
         self,
-        request: _Request,
+        request: StreamRequest,
         key: LogKey,
         after: Offset | None,
         result: ReadResult,
@@ -613,7 +586,7 @@ class StreamHandler:
         sent_up_to_date = False
         while True:
             if result.records:
-                payload = _join(content_type, [r.data for r in result.records])
+                payload = join_records(content_type, [r.data for r in result.records])
                 after = result.next_offset
                 message = encode_data(payload, encoding) + self._control(
                     request, result
@@ -639,7 +612,7 @@ class StreamHandler:
             if remaining <= 0 or self.draining.is_set():
                 return
             assert after is not None or result.next_offset is not None
-            woke = await _wait_or_drain(
+            woke = await wait_or_drain(
                 self.store.wait(key, result.next_offset, min(keepalive, remaining)),
                 self.draining,
             )
@@ -651,7 +624,7 @@ class StreamHandler:
                     {"type": "http.response.body", "body": message, "more_body": True}
                 )
 
-    def _control(self, request: _Request, result: ReadResult) -> bytes:
+    def _control(self, request: StreamRequest, result: ReadResult) -> bytes:
         control: dict[str, object] = {"streamNextOffset": str(result.next_offset)}
         if result.closed:
             control["streamClosed"] = True
@@ -660,111 +633,3 @@ class StreamHandler:
         if result.up_to_date:
             control["upToDate"] = True
         return encode_control(orjson.dumps(control))
-
-
-async def _wait_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-async def _wait_or_drain(waiter: Awaitable[bool], draining: asyncio.Event) -> bool:
-    wait = asyncio.ensure_future(waiter)
-    drain = asyncio.ensure_future(draining.wait())
-    try:
-        await asyncio.wait({wait, drain}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        drain.cancel()
-        if not wait.done():
-            wait.cancel()
-    return bool(wait.done() and not wait.cancelled() and wait.result())
-
-
-def _is_true(value: str | None) -> bool:
-    return value is not None and value.strip().lower() == "true"
-
-
-def _length(request: _Request) -> int | None:
-    value = request.header(b"content-length")
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise ProtocolError("malformed Content-Length") from exc
-
-
-def _records(
-    content_type: str | None, body: bytes, *, allow_empty: bool
-) -> list[bytes]:
-    """Split a request body into records: one per append, JSON flattened one level."""
-    if not body:
-        return []
-    if content_type is None or not is_json(content_type):
-        return [body]  # a fork without Content-Type inherits; bytes are bytes
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        # orjson refuses integers past 64 bits, which JSON allows; NaN and
-        # Infinity stay refused.
-        try:
-            value = json.loads(body, parse_constant=_refuse_constant)
-        except ValueError as exc:
-            raise ProtocolError("body is not valid JSON", "invalid_json") from exc
-    if isinstance(value, list):
-        if not value:
-            if allow_empty:
-                return []
-            raise ProtocolError(
-                "an append of an empty JSON array adds nothing", "empty_array"
-            )
-        text = body.strip()
-        return [text[1:-1].strip()]
-    return [body.strip()]
-
-
-def _refuse_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _join(content_type: str, records: Sequence[bytes]) -> bytes:
-    if is_json(content_type):
-        return b"[" + b",".join(records) + b"]"
-    return records[0] if len(records) == 1 else b"".join(records)
-
-
-def _status_of(exc: ThreadlineError) -> tuple[int, Headers]:
-    """HTTP status and extra headers for a Threadline error."""
-    if isinstance(exc, AuthError):
-        return exc.status, [
-            (b"www-authenticate", b"Bearer")
-        ] if exc.status == 401 else []
-    if isinstance(exc, LogClosed):
-        return 409, [
-            (b"stream-closed", b"true"),
-            (b"stream-next-offset", str(exc.tail).encode()),
-        ]
-    if isinstance(exc, ProducerEpochStale):
-        return 403, [(b"producer-epoch", str(exc.current_epoch).encode())]
-    if isinstance(exc, ProducerSeqGap):
-        return 409, [
-            (b"producer-expected-seq", str(exc.expected).encode()),
-            (b"producer-received-seq", str(exc.received).encode()),
-        ]
-    if isinstance(exc, OffsetGone):
-        return 410, [
-            (b"stream-earliest-offset", str(exc.earliest).encode()),
-            (b"stream-next-offset", str(exc.tail).encode()),
-        ]
-    if isinstance(exc, TailMismatch):
-        return 412, [(b"stream-next-offset", str(exc.tail).encode())]
-    if isinstance(exc, LogNotFound):
-        return 404, []
-    if isinstance(exc, LogGone):
-        return 410, []
-    if isinstance(exc, ConfigConflict | ContentTypeMismatch | SeqConflict):
-        return 409, []
-    if isinstance(exc, ProducerEpochSeq | ProtocolError):
-        return 400, []
-    return 500, []
