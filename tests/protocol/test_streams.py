@@ -231,7 +231,7 @@ def test_parse_producer_refuses_bad_numbers(epoch, seq):
     """
     with pytest.raises(ProtocolError) as caught:
         parse_producer("p", epoch, seq)
-    assert caught.value.code == "bad_request"
+    assert caught.value.code == "producer_headers"
 
 
 # check_append: plain appends

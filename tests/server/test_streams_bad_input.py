@@ -63,7 +63,7 @@ async def test_put_malformed_ttl_is_refused(
 ) -> None:
     """A Stream-TTL that is not a strict decimal gets 400 and creates nothing."""
     response = await client.put("/v1/stream/s", headers={**JSON, "stream-ttl": ttl})
-    assert_error(response, 400, "bad_request")
+    assert_error(response, 400, "invalid_expiry")
     assert await state(client, "/v1/stream/s") == (404,)
 
 
@@ -73,7 +73,7 @@ async def test_put_ttl_and_expires_at_together_are_refused(
     """Sending both Stream-TTL and Stream-Expires-At gets 400 and creates nothing."""
     headers = {**JSON, "stream-ttl": "60", "stream-expires-at": "2099-01-01T00:00:00Z"}
     response = await client.put("/v1/stream/s", headers=headers)
-    assert_error(response, 400, "bad_request")
+    assert_error(response, 400, "invalid_expiry")
     assert await state(client, "/v1/stream/s") == (404,)
 
 
@@ -94,7 +94,7 @@ async def test_put_malformed_expires_at_is_refused(
     response = await client.put(
         "/v1/stream/s", headers={**JSON, "stream-expires-at": expires_at}
     )
-    assert_error(response, 400, "bad_request")
+    assert_error(response, 400, "invalid_expiry")
     assert await state(client, "/v1/stream/s") == (404,)
 
 
@@ -107,7 +107,7 @@ async def test_put_bad_headers_leave_existing_stream_alone(
     response = await client.put(
         path, headers={**JSON, "stream-ttl": "01"}, content=b"[9]"
     )
-    assert_error(response, 400, "bad_request")
+    assert_error(response, 400, "invalid_expiry")
     assert await state(client, path) == before
 
 
@@ -154,7 +154,7 @@ async def test_post_non_integer_producer_epoch_is_refused(
     before = await state(client, path)
     headers = {**JSON, **PRODUCER, "producer-epoch": epoch}
     response = await client.post(path, headers=headers, content=b"[4]")
-    assert_error(response, 400, "bad_request")
+    assert_error(response, 400, "producer_headers")
     assert await state(client, path) == before
 
 
@@ -167,7 +167,7 @@ async def test_post_non_integer_producer_seq_is_refused(
     before = await state(client, path)
     headers = {**JSON, **PRODUCER, "producer-seq": seq}
     response = await client.post(path, headers=headers, content=b"[4]")
-    assert_error(response, 400, "bad_request")
+    assert_error(response, 400, "producer_headers")
     assert await state(client, path) == before
 
 
@@ -191,7 +191,7 @@ async def test_post_body_without_content_type_is_refused(
     path = await json_stream(client)
     before = await state(client, path)
     response = await client.post(path, content=b"[4]")
-    assert_error(response, 400, "bad_request")
+    assert_error(response, 400, "content_type_required")
     assert await state(client, path) == before
 
 
@@ -313,7 +313,7 @@ async def test_get_repeated_offset_is_refused(client: httpx.AsyncClient) -> None
     """``offset`` given twice gets 400, even when both values agree."""
     path = await json_stream(client)
     response = await client.get(f"{path}?offset=-1&offset=-1")
-    assert_error(response, 400, "bad_request")
+    assert_error(response, 400, "invalid_offset")
 
 
 async def test_get_offset_beyond_tail_is_refused(client: httpx.AsyncClient) -> None:

@@ -75,9 +75,9 @@ def sse_encoding(content_type: str) -> str | None:
 # Header values
 
 
-def _strict_int(value: str, name: str, maximum: int) -> int:
+def _strict_int(value: str, name: str, maximum: int, code: str) -> int:
     if not _DECIMAL.match(value) or int(value) > maximum:
-        raise ProtocolError(f"{name} must be a decimal integer in 0..{maximum}")
+        raise ProtocolError(f"{name} must be a decimal integer in 0..{maximum}", code)
     return int(value)
 
 
@@ -87,7 +87,7 @@ def parse_ttl(value: str) -> int:
     Raises:
         ProtocolError: signs, leading zeros, fractions or exponents.
     """
-    return _strict_int(value.strip(), "Stream-TTL", 10**12)
+    return _strict_int(value.strip(), "Stream-TTL", 10**12, "invalid_expiry")
 
 
 def parse_expires_at(value: str) -> float:
@@ -98,18 +98,24 @@ def parse_expires_at(value: str) -> float:
     """
     text = value.strip()
     if not re.match(r"\A\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}", text):
-        raise ProtocolError("Stream-Expires-At must be an RFC 3339 timestamp")
+        raise ProtocolError(
+            "Stream-Expires-At must be an RFC 3339 timestamp", "invalid_expiry"
+        )
     try:
         moment = datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError as exc:
-        raise ProtocolError("Stream-Expires-At must be an RFC 3339 timestamp") from exc
+        raise ProtocolError(
+            "Stream-Expires-At must be an RFC 3339 timestamp", "invalid_expiry"
+        ) from exc
     if moment.tzinfo is None:
-        raise ProtocolError("Stream-Expires-At needs a time zone")
+        raise ProtocolError("Stream-Expires-At needs a time zone", "invalid_expiry")
     try:
         seconds = moment.astimezone(UTC).timestamp()
         format_expires_at(seconds)  # what is stored must format back (year 1..9999)
     except (OverflowError, ValueError) as exc:
-        raise ProtocolError("Stream-Expires-At is out of range") from exc
+        raise ProtocolError(
+            "Stream-Expires-At is out of range", "invalid_expiry"
+        ) from exc
     return seconds
 
 
@@ -124,7 +130,9 @@ def format_expires_at(epoch_seconds: float) -> str:
 
 def parse_sub_offset(value: str) -> int:
     """Parse ``Stream-Fork-Sub-Offset``: a non-negative decimal count."""
-    return _strict_int(value.strip(), "Stream-Fork-Sub-Offset", MAX_PRODUCER_INT)
+    return _strict_int(
+        value.strip(), "Stream-Fork-Sub-Offset", MAX_PRODUCER_INT, "invalid_fork"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +163,10 @@ def parse_producer(
         raise ProtocolError("Producer-Id must not be empty", "producer_headers")
     return ProducerClaim(
         producer_id,
-        _strict_int(epoch.strip(), "Producer-Epoch", MAX_PRODUCER_INT),
-        _strict_int(seq.strip(), "Producer-Seq", MAX_PRODUCER_INT),
+        _strict_int(
+            epoch.strip(), "Producer-Epoch", MAX_PRODUCER_INT, "producer_headers"
+        ),
+        _strict_int(seq.strip(), "Producer-Seq", MAX_PRODUCER_INT, "producer_headers"),
     )
 
 

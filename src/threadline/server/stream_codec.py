@@ -69,7 +69,8 @@ class StreamRequest:
         if values is None:
             return None
         if len(values) != 1:
-            raise ProtocolError(f"query parameter {key!r} given more than once")
+            code = "invalid_offset" if key == "offset" else "invalid_query"
+            raise ProtocolError(f"query parameter {key!r} given more than once", code)
         return values[0]
 
 

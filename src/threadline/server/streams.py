@@ -270,7 +270,9 @@ class StreamHandler:
         ttl_value = request.header(b"stream-ttl")
         expires_value = request.header(b"stream-expires-at")
         if ttl_value is not None and expires_value is not None:
-            raise ProtocolError("send Stream-TTL or Stream-Expires-At, not both")
+            raise ProtocolError(
+                "send Stream-TTL or Stream-Expires-At, not both", "invalid_expiry"
+            )
         ttl = parse_ttl(ttl_value) if ttl_value is not None else None
         expires_at = (
             parse_expires_at(expires_value) if expires_value is not None else None
@@ -304,17 +306,23 @@ class StreamHandler:
         sub_value = request.header(b"stream-fork-sub-offset")
         if source is None:
             if offset_value is not None or sub_value is not None:
-                raise ProtocolError("fork headers need Stream-Forked-From")
+                raise ProtocolError(
+                    "fork headers need Stream-Forked-From", "invalid_fork"
+                )
             return None
         source_path = urlsplit(source.strip()).path
         if not source_path.startswith(PREFIX) or len(source_path) == len(PREFIX):
-            raise ProtocolError(f"Stream-Forked-From must be a path under {PREFIX}")
+            raise ProtocolError(
+                f"Stream-Forked-From must be a path under {PREFIX}", "invalid_fork"
+            )
         source_name = source_path[len(PREFIX) :]
         self._authorize(claims, source_name, write=False)
         offset = None if offset_value is None else Offset.parse(offset_value.strip())
         sub_offset = 0 if sub_value is None else parse_sub_offset(sub_value)
         if sub_offset and offset is None:
-            raise ProtocolError("Stream-Fork-Sub-Offset needs Stream-Fork-Offset")
+            raise ProtocolError(
+                "Stream-Fork-Sub-Offset needs Stream-Fork-Offset", "invalid_fork"
+            )
         return ForkSpec(LogKey(key.tenant, NAMESPACE + source_name), offset, sub_offset)
 
     def _location(self, request: StreamRequest) -> str:
@@ -364,7 +372,9 @@ class StreamHandler:
                 "an append needs a body (or Stream-Closed: true)", "empty_body"
             )
         if body and content_type is None:
-            raise ProtocolError("an append with a body needs a Content-Type")
+            raise ProtocolError(
+                "an append with a body needs a Content-Type", "content_type_required"
+            )
         records = split_records(content_type, body, allow_empty=False) if body else []
         self.store.touch(key)
         result = await self.store.append(
