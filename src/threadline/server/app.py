@@ -34,6 +34,7 @@ class Application:
     def drain(self) -> None:
         """Stop waiting: long-polls answer now, SSE ends after a control event."""
         self.draining.set()
+        self.store.wake_all()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from urllib.parse import parse_qs
 
 import orjson
@@ -36,7 +35,6 @@ __all__ = [
     "split_records",
     "status_of",
     "wait_disconnect",
-    "wait_or_drain",
 ]
 
 
@@ -79,18 +77,6 @@ async def wait_disconnect(receive: Receive) -> None:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
-
-
-async def wait_or_drain(waiter: Awaitable[bool], draining: asyncio.Event) -> bool:
-    wait = asyncio.ensure_future(waiter)
-    drain = asyncio.ensure_future(draining.wait())
-    try:
-        await asyncio.wait({wait, drain}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        drain.cancel()
-        if not wait.done():
-            wait.cancel()
-    return bool(wait.done() and not wait.cancelled() and wait.result())
 
 
 def is_true(value: str | None) -> bool:

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 import orjson
@@ -62,7 +63,6 @@ from .stream_codec import (
     split_records,
     status_of,
     wait_disconnect,
-    wait_or_drain,
 )
 
 __all__ = ["PREFIX", "StreamHandler"]
@@ -85,6 +85,8 @@ ALLOW_HEADERS = (
     b"Producer-Seq"
 )
 CACHEABLE = b"max-age=60, stale-while-revalidate=300"
+FRAME_CACHE = 256
+"""Encoded SSE frames kept for readers at the same position (fan-out)."""
 DISCARD_LIMIT = 64 * 1024 * 1024
 """Bytes of a refused (413) body read and dropped before the connection closes."""
 
@@ -112,6 +114,7 @@ class StreamHandler:
         if self._any_origin:
             self._base_headers.append((b"access-control-allow-origin", b"*"))
         self._cache_scope = b"private" if config.auth else b"public"
+        self._frames: dict[tuple[object, ...], bytes] = {}
 
     # Headers
 
@@ -499,18 +502,18 @@ class StreamHandler:
         chunk = self.config.read_chunk_bytes
         result = await self.store.read(key, after, max_bytes=chunk)
         if not result.records and not result.info.closed and not self.draining.is_set():
+            # A drain wakes every store waiter, so two tasks suffice here.
             disconnect = asyncio.ensure_future(wait_disconnect(receive))
             wait = asyncio.ensure_future(
                 self.store.wait(key, result.next_offset, self.config.long_poll_timeout)
             )
-            drain = asyncio.ensure_future(self.draining.wait())
             try:
                 await asyncio.wait(
-                    {disconnect, wait, drain}, return_when=asyncio.FIRST_COMPLETED
+                    {disconnect, wait}, return_when=asyncio.FIRST_COMPLETED
                 )
             finally:
-                for task in (disconnect, wait, drain):
-                    task.cancel()
+                disconnect.cancel()
+                wait.cancel()
             if disconnect.done() and not disconnect.cancelled():
                 return
             result = await self.store.read(key, after, max_bytes=chunk)
@@ -588,22 +591,17 @@ class StreamHandler:
         encoding: str | None,
         send: Send,
     ) -> None:
-        content_type = result.info.config.content_type
         interval = self.config.sse_reconnect_interval
         deadline = time.monotonic() + interval * random.uniform(0.9, 1.1)
         keepalive = self.config.long_poll_timeout
         chunk = self.config.read_chunk_bytes
         sent_up_to_date = False
+        send_more = _body_sender(send)
         while True:
             if result.records:
-                payload = join_records(content_type, [r.data for r in result.records])
+                message = self._frame(request, key, after, result, encoding)
                 after = result.next_offset
-                message = encode_data(payload, encoding) + self._control(
-                    request, result
-                )
-                await send(
-                    {"type": "http.response.body", "body": message, "more_body": True}
-                )
+                await send_more(message)
                 sent_up_to_date = result.up_to_date
                 if result.closed:
                     return
@@ -611,35 +609,78 @@ class StreamHandler:
                     result = await self.store.read(key, after, max_bytes=chunk)
                     continue
             elif result.closed or not sent_up_to_date:
-                message = self._control(request, result)
-                await send(
-                    {"type": "http.response.body", "body": message, "more_body": True}
-                )
+                await send_more(self._control(request, result))
                 sent_up_to_date = True
                 if result.closed:
                     return
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or self.draining.is_set():
+            if remaining <= 0:
                 return
-            assert after is not None or result.next_offset is not None
-            woke = await wait_or_drain(
-                self.store.wait(key, result.next_offset, min(keepalive, remaining)),
-                self.draining,
+            woke = await self.store.wait(
+                key, result.next_offset, min(keepalive, remaining)
             )
             result = await self.store.read(key, after, max_bytes=chunk)
+            if self.draining.is_set():
+                # The last word before a restart: where to resume.
+                if result.records:
+                    await send_more(self._frame(request, key, after, result, encoding))
+                else:
+                    await send_more(self._control(request, result))
+                return
             if not woke and not result.records and not result.closed:
                 # Idle keep-alive: repeat the position so proxies see traffic.
-                message = self._control(request, result)
-                await send(
-                    {"type": "http.response.body", "body": message, "more_body": True}
-                )
+                await send_more(self._control(request, result))
 
-    def _control(self, request: StreamRequest, result: ReadResult) -> bytes:
+    def _frame(
+        self,
+        request: StreamRequest,
+        key: LogKey,
+        after: Offset | None,
+        result: ReadResult,
+        encoding: str | None,
+    ) -> bytes:
+        """A data event and its control event, encoded once for every reader.
+
+        Live readers at the same position get the same bytes: the frame is
+        cached by (log, range, state, cursor), so fan-out costs one encoding
+        per append instead of one per reader.
+        """
+        cursor = None if result.closed else self._cursor(request)
+        cache_key = (
+            key,
+            after,
+            result.next_offset,
+            result.up_to_date,
+            result.closed,
+            cursor,
+        )
+        frame = self._frames.get(cache_key)
+        if frame is None:
+            content_type = result.info.config.content_type
+            payload = join_records(content_type, [r.data for r in result.records])
+            frame = encode_data(payload, encoding) + self._control(
+                request, result, cursor
+            )
+            if len(self._frames) >= FRAME_CACHE:
+                del self._frames[next(iter(self._frames))]
+            self._frames[cache_key] = frame
+        return frame
+
+    def _control(
+        self, request: StreamRequest, result: ReadResult, cursor: bytes | None = None
+    ) -> bytes:
         control: dict[str, object] = {"streamNextOffset": str(result.next_offset)}
         if result.closed:
             control["streamClosed"] = True
         else:
-            control["streamCursor"] = self._cursor(request).decode()
+            control["streamCursor"] = (cursor or self._cursor(request)).decode()
         if result.up_to_date:
             control["upToDate"] = True
         return encode_control(orjson.dumps(control))
+
+
+def _body_sender(send: Send) -> Callable[[bytes], Awaitable[None]]:
+    async def send_more(body: bytes) -> None:
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+
+    return send_more

@@ -388,3 +388,9 @@ class LogStore(ABC):
         Returns:
             True if woken by such a change, False on timeout.
         """
+
+    def wake_all(self) -> None:
+        """Wake every waiter at once (the server is draining); they re-check and go."""
+        waiters = getattr(self, "_waiters", None)
+        if isinstance(waiters, Waiters):
+            waiters.notify_all()
