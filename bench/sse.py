@@ -155,6 +155,13 @@ async def open_readers(
         reader.start()
     try:
         await asyncio.wait_for(asyncio.gather(*(r.ready for r in readers)), timeout)
+    except TimeoutError:
+        await close_readers(readers)
+        ready = sum(r.ready.done() for r in readers)
+        raise HttpError(
+            f"only {ready} of {n} SSE readers got a first control event"
+            f" within {timeout:g} s"
+        ) from None
     except BaseException:
         await close_readers(readers)
         raise

@@ -379,8 +379,7 @@ class StreamHandler:
                 "an append with a body needs a Content-Type", "content_type_required"
             )
         records = split_records(content_type, body, allow_empty=False) if body else []
-        self.store.touch(key)
-        result = await self.store.append(
+        result = await self.store.append(  # an append refreshes the TTL itself
             key,
             AppendRequest(
                 records=records,

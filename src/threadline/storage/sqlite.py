@@ -129,6 +129,8 @@ class SQLiteLogStore(LogStore):
         self._rtouch: dict[LogKey, float] = {}
         self._dirty: dict[int, Row] = {}
         self._dirty_producers: dict[tuple[int, str], ProducerState] = {}
+        self._new_records: list[tuple[int, int, bytes]] = []
+        self._appended: dict[int, tuple[Row, list[tuple[int, bytes]]]] = {}
         self._wrows: OrderedDict[LogKey, Row] = OrderedDict()
         self._rows: OrderedDict[LogKey, Row] = OrderedDict()
         self._wconn: sqlite3.Connection | None = None
@@ -304,6 +306,9 @@ class SQLiteLogStore(LogStore):
                 else:
                     outcomes.append((op.future, result, None))
             self._flush_dirty(conn)
+            for row, records in self._appended.values():
+                snapshots.append(Snapshot(row.key, row.generation, clone(row), records))
+            self._appended.clear()
         except BaseException as exc:
             self._abort(conn, batch, exc)
             return
@@ -358,6 +363,8 @@ class SQLiteLogStore(LogStore):
         self._wrows.clear()
         self._dirty.clear()
         self._dirty_producers.clear()
+        self._new_records = []
+        self._appended.clear()
         logger.error("! commit failed: %r", exc)
         for op in batch:
             if not op.future.done():
@@ -389,8 +396,23 @@ class SQLiteLogStore(LogStore):
                 row.last_access = moment
                 self._dirty[row.generation] = row
 
+    def _record_at(
+        self, conn: sqlite3.Connection, segments: list[Segment], position: int
+    ) -> bytes:
+        self._flush_records(conn)  # the record may have come in this batch
+        return record_at(conn, segments, position)
+
+    def _flush_records(self, conn: sqlite3.Connection) -> None:
+        if self._new_records:
+            conn.executemany(
+                "INSERT INTO records (generation, position, data) VALUES (?,?,?)",
+                self._new_records,
+            )
+            self._new_records = []
+
     def _flush_dirty(self, conn: sqlite3.Connection) -> None:
-        """Write each changed log row once per batch, and the producers' states."""
+        """Write the batch's records, each changed log row once, producer states."""
+        self._flush_records(conn)
         if self._dirty:
             conn.executemany(
                 "UPDATE logs SET tail=?, closed=?, closed_by_id=?, closed_by_epoch=?, "
@@ -501,6 +523,12 @@ class SQLiteLogStore(LogStore):
             )
             snapshots.append(Snapshot(row.key, row.generation, clone(row)))
             return
+        # Drop what this batch still holds for the log, then the log.
+        self._flush_records(conn)
+        self._dirty.pop(row.generation, None)
+        self._appended.pop(row.generation, None)
+        for dirty in [k for k in self._dirty_producers if k[0] == row.generation]:
+            del self._dirty_producers[dirty]
         conn.execute("DELETE FROM records WHERE generation=?", (row.generation,))
         conn.execute("DELETE FROM producers WHERE generation=?", (row.generation,))
         conn.execute("DELETE FROM logs WHERE generation=?", (row.generation,))
@@ -573,7 +601,7 @@ class SQLiteLogStore(LogStore):
                     raise InvalidOffset("sub-offset past the end of the source")
                 piece = slice_record(
                     parent.config.content_type,
-                    record_at(conn, segments, base + 1),
+                    self._record_at(conn, segments, base + 1),
                     fork.sub_offset,
                 )
                 if piece is None:
@@ -700,13 +728,9 @@ class SQLiteLogStore(LogStore):
         written = [
             (row.generation, first + i, d) for i, d in enumerate(request.records)
         ]
-        if written:
-            conn.executemany(
-                "INSERT INTO records (generation, position, data) VALUES (?,?,?)",
-                written,
-            )
-        # Only the records are written now; the log row and producer state are
-        # written once per batch (``_flush_dirty``), in the same transaction.
+        self._new_records.extend(written)
+        # Records, log rows and producer states are written once per batch
+        # (``_flush_dirty``), in the same transaction.
         row.tail += len(written)
         row.closed = row.closed or request.close
         if request.close:
@@ -719,9 +743,11 @@ class SQLiteLogStore(LogStore):
             row.producers[claim.producer_id] = state
             self._dirty_producers[(row.generation, claim.producer_id)] = state
         self._dirty[row.generation] = row
-        snapshots.append(
-            Snapshot(key, row.generation, clone(row), [(p, d) for _, p, d in written])
-        )
+        appended = self._appended.get(row.generation)
+        if appended is None:
+            self._appended[row.generation] = (row, [(p, d) for _, p, d in written])
+        else:
+            appended[1].extend((p, d) for _, p, d in written)
         self.stats.appends += 1
         self.stats.records += len(written)
         return AppendResult(
