@@ -153,17 +153,17 @@ async def run_appends(
 def _add_commit_stats(
     result: Result, before: dict[str, int] | None, after: dict[str, int] | None
 ) -> None:
-    if before is None or after is None:
-        result.extra["fsyncs/commit"] = result.extra["records/commit"] = "n/a"
+    """Per-commit ratios from the deltas of the server's own counters."""
+    keys = ("fsyncs/commit", "appends/commit", "records/commit")
+    commits = after["commits"] - before["commits"] if before and after else 0
+    if before is None or after is None or commits <= 0:
+        for key in keys:
+            result.extra[key] = "n/a"
         return
-    commits = after["commits"] - before["commits"]
-    if commits <= 0:
-        result.extra["fsyncs/commit"] = result.extra["records/commit"] = "n/a"
-        return
-    fsyncs = (after["fsyncs"] - before["fsyncs"]) / commits
-    records = (after["records"] - before["records"]) / commits
-    result.extra["fsyncs/commit"] = f"{fsyncs:.2f}"
-    result.extra["records/commit"] = f"{records:.1f}"
+    for key in keys:
+        counter = key.split("/")[0]
+        value = (after[counter] - before[counter]) / commits
+        result.extra[key] = f"{value:.2f}" if counter == "fsyncs" else f"{value:.1f}"
 
 
 async def _validate(

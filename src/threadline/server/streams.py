@@ -480,9 +480,9 @@ class StreamHandler:
         await send_response(send, 200, headers, body)
 
     def _cursor(self, request: StreamRequest) -> bytes:
-        return compute_cursor(
-            time.time(), request.single("cursor"), random.randint(1, 3600)
-        ).encode()
+        echoed = request.single("cursor")
+        jitter = random.randint(1, 3600) if echoed is not None else 0
+        return compute_cursor(time.time(), echoed, jitter).encode()
 
     async def _resolve(self, key: LogKey, offset: Offset | str) -> Offset | None:
         if offset == NOW:

@@ -89,6 +89,8 @@ MAX_BATCH: Final = 4096
 RECENT_RECORDS: Final = 512
 RECENT_BYTES: Final = 1 << 20
 CACHED_LOGS: Final = 4096
+READ_MEMO: Final = 1024
+MEMO_RECORD_BYTES: Final = 16 * 1024
 IDLE_FLUSH_SECONDS: Final = 1.0
 SWITCH_INTERVAL: Final = 0.0005
 FAULT_ENV: Final = "THREADLINE_FAULT_KILL_IN_COMMIT"
@@ -133,6 +135,9 @@ class SQLiteLogStore(LogStore):
         self._appended: dict[int, tuple[Row, list[tuple[int, bytes]]]] = {}
         self._wrows: OrderedDict[LogKey, Row] = OrderedDict()
         self._rows: OrderedDict[LogKey, Row] = OrderedDict()
+        self._read_memo: dict[
+            tuple[LogKey, Offset | None, int], tuple[Row, int, bool, ReadResult]
+        ] = {}
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -826,6 +831,22 @@ class SQLiteLogStore(LogStore):
         self, key: LogKey, after: Offset | None, *, max_bytes: int
     ) -> ReadResult:
         row = self._rrow(key)
+        # Live readers at the same position ask the same question after every
+        # append: answer it once per (position, tail, closed).
+        memo_key = (key, after, max_bytes)
+        memo = self._read_memo.get(memo_key)
+        if memo is not None and memo[0] is row and memo[1] == row.tail:
+            if memo[2] == row.closed:
+                return memo[3]
+        result = self._read(row, after, max_bytes)
+        size = sum(len(record.data) for record in result.records)
+        if size <= MEMO_RECORD_BYTES:
+            if len(self._read_memo) >= READ_MEMO:
+                del self._read_memo[next(iter(self._read_memo))]
+            self._read_memo[memo_key] = (row, row.tail, row.closed, result)
+        return result
+
+    def _read(self, row: Row, after: Offset | None, max_bytes: int) -> ReadResult:
         segments = row.segments()
         start = 0 if after is None else resolve(segments, after)
         records: list[Record] = []
