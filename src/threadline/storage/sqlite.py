@@ -399,7 +399,8 @@ class SQLiteLogStore(LogStore):
             row = self._wrow(conn, key)
             if row is not None and moment > row.last_access and not row.expired(moment):
                 row.last_access = moment
-                self._dirty[row.generation] = row
+                if row.config.ttl is not None:  # only a sliding TTL reads it
+                    self._dirty[row.generation] = row
 
     def _record_at(
         self, conn: sqlite3.Connection, segments: list[Segment], position: int
@@ -737,17 +738,24 @@ class SQLiteLogStore(LogStore):
         # Records, log rows and producer states are written once per batch
         # (``_flush_dirty``), in the same transaction.
         row.tail += len(written)
-        row.closed = row.closed or request.close
-        if request.close:
-            row.closed_by = claim
-        if request.stream_seq is not None:
-            row.stream_seq = request.stream_seq
         row.last_access = now
+        # The log row is rewritten only when metadata changed; the tail is
+        # recovered from the records themselves (``sqlite_rows.load``).
+        if (
+            request.close
+            or request.stream_seq is not None
+            or row.config.ttl is not None
+        ):
+            row.closed = row.closed or request.close
+            if request.close:
+                row.closed_by = claim
+            if request.stream_seq is not None:
+                row.stream_seq = request.stream_seq
+            self._dirty[row.generation] = row
         if claim is not None:
             state = ProducerState(claim.epoch, claim.seq)
             row.producers[claim.producer_id] = state
             self._dirty_producers[(row.generation, claim.producer_id)] = state
-        self._dirty[row.generation] = row
         appended = self._appended.get(row.generation)
         if appended is None:
             self._appended[row.generation] = (row, [(p, d) for _, p, d in written])

@@ -183,6 +183,13 @@ def load(conn: sqlite3.Connection, key: LogKey) -> Row | None:
     if found is None:
         return None
     row = Row.from_db(found)
+    # ``logs.tail`` is only written with other metadata changes; the records
+    # are the truth (appends do not rewrite the log row).
+    top = conn.execute(
+        "SELECT MAX(position) FROM records WHERE generation=?", (row.generation,)
+    ).fetchone()[0]
+    if top is not None and top > row.tail:
+        row.tail = top
     row.chain = chain_of(conn, row)
     return row
 
