@@ -237,33 +237,44 @@ class Waiters:
     """
 
     def __init__(self) -> None:
-        self._waiting: dict[LogKey, set[asyncio.Future[None]]] = {}
+        self._waiting: dict[LogKey, set[asyncio.Future[bool]]] = {}
 
     async def wait(self, key: LogKey, timeout: float) -> bool:
-        """Wait for the next :meth:`notify` of ``key``; False on timeout."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiting = self._waiting.setdefault(key, set())
+        """Wait for the next :meth:`notify` of ``key``; False on timeout.
+
+        Cheaper than ``asyncio.wait_for`` (no extra task or waiter): one future
+        and one timer per wait, which matters with many live readers.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        waiting = self._waiting.get(key)
+        if waiting is None:
+            waiting = self._waiting[key] = set()
         waiting.add(future)
+        timer = loop.call_later(timeout, _expire, future)
         try:
-            await asyncio.wait_for(future, timeout)
-            return True
-        except TimeoutError:
-            return False
+            return await future
         finally:
+            timer.cancel()
             waiting.discard(future)
-            if not waiting:
-                self._waiting.pop(key, None)
+            if not waiting and self._waiting.get(key) is waiting:
+                del self._waiting[key]
 
     def notify(self, key: LogKey) -> None:
         """Wake every waiter of ``key``."""
         for future in self._waiting.get(key, ()):
             if not future.done():
-                future.set_result(None)
+                future.set_result(True)
 
     def notify_all(self) -> None:
         """Wake every waiter (shutdown)."""
         for key in list(self._waiting):
             self.notify(key)
+
+
+def _expire(future: asyncio.Future[bool]) -> None:
+    if not future.done():
+        future.set_result(False)
 
 
 class LogStore(ABC):
