@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from tests.utils import MS, wait_for
-from threadline.exceptions import ContentTypeMismatch, StorageError, StoreLocked
+from threadline.exceptions import (
+    ContentTypeMismatch,
+    OffsetGone,
+    StorageError,
+    StoreLocked,
+)
 from threadline.storage.base import AppendRequest, LogConfig, LogKey
 from threadline.storage.sqlite import SQLiteLogStore
 from threadline.storage.sqlite_rows import MIGRATIONS
@@ -176,3 +181,30 @@ async def test_sqlite_failed_commit_fails_batch_and_recovers(tmp_path: Path) -> 
         await store.stop()
     assert [r.data for r in read.records] == [b"kept"]
     assert read.next_offset == after.tail
+
+
+async def test_sqlite_restored_copy_never_reissues_a_generation(tmp_path: Path) -> None:
+    """A file restored from an older copy hands out generations above all before it."""
+    now = [1_800_000_000.0]
+    path = tmp_path / "s.db"
+    store = SQLiteLogStore(str(path), clock=lambda: now[0])
+    await store.start()
+    await store.create(LogKey("default", "stream:a"), TEXT)
+    await store.stop()
+    backup = path.read_bytes()
+    now[0] += 60
+    store = SQLiteLogStore(str(path), clock=lambda: now[0])
+    await store.start()
+    lost, _ = await store.create(LogKey("default", "stream:b"), TEXT)
+    await store.stop()
+    path.write_bytes(backup)  # the disk is restored from the older copy
+    now[0] += 60
+    store = SQLiteLogStore(str(path), clock=lambda: now[0])
+    await store.start()
+    try:
+        again, _ = await store.create(LogKey("default", "stream:b"), TEXT)
+        with pytest.raises(OffsetGone):
+            await store.read(LogKey("default", "stream:b"), lost.tail, max_bytes=1024)
+    finally:
+        await store.stop()
+    assert again.generation > lost.generation

@@ -95,6 +95,10 @@ class MemoryLogStore(LogStore):
     # Lifecycle
 
     async def start(self) -> None:
+        # Generations start at the clock (µs), as in SQLite: never issued twice.
+        self._next_generation = max(
+            self._next_generation, int(self._clock() * 1_000_000)
+        )
         self._running = True
 
     async def stop(self) -> None:

@@ -157,6 +157,7 @@ class SQLiteLogStore(LogStore):
         try:
             self._wconn = self._connect()
             self._migrate(self._wconn)
+            self._raise_generation_floor(self._wconn)
             self._rconn = self._connect()
         except sqlite3.Error as exc:
             self._close_connections()
@@ -251,6 +252,29 @@ class SQLiteLogStore(LogStore):
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version={number + 1}")
             conn.execute("COMMIT")
+
+    def _raise_generation_floor(self, conn: sqlite3.Connection) -> None:
+        """Start generations at the wall clock (µs) so none is ever issued twice.
+
+        ``AUTOINCREMENT`` alone never re-uses a number within one file, but a
+        file restored from an older copy would issue again the generations
+        handed out after that copy was taken; offsets minted by those lost
+        logs would then silently name new ones. Each start moves the counter
+        past "now", above anything issued before (given a clock that does not
+        go back across restarts).
+        """
+        floor = int(self._clock() * 1_000_000)
+        conn.execute("BEGIN IMMEDIATE")
+        found = conn.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name='logs'"
+        ).fetchone()
+        if found is None:
+            conn.execute(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES ('logs', ?)", (floor,)
+            )
+        elif found[0] < floor:
+            conn.execute("UPDATE sqlite_sequence SET seq=? WHERE name='logs'", (floor,))
+        conn.execute("COMMIT")
 
     def _require_reader(self) -> sqlite3.Connection:
         if self._rconn is None or not self._running:
