@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -343,7 +343,7 @@ class Event:
     data: str
 
 
-async def sse_events(response: httpx.Response) -> AsyncIterator[Event]:
+async def sse_events(response: httpx.Response) -> AsyncGenerator[Event, None]:
     """Decode an SSE response into events (``data:`` lines joined with LF)."""
     name = ""
     data: list[str] = []
@@ -397,8 +397,8 @@ class RawConnection:
 
     async def response(self, *, head: bool = False) -> RawResponse:
         """Read a response head; skip its Content-Length body (none for HEAD)."""
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        status_line, *header_lines = raw.decode("latin-1").split("\r\n")
         headers: dict[str, str] = {}
         for line in header_lines:
             if line:
