@@ -32,7 +32,6 @@ import os
 import random
 import signal
 import sqlite3
-import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -92,7 +91,6 @@ CACHED_LOGS: Final = 4096
 READ_MEMO: Final = 1024
 MEMO_RECORD_BYTES: Final = 16 * 1024
 IDLE_FLUSH_SECONDS: Final = 1.0
-SWITCH_INTERVAL: Final = 0.0005
 FAULT_ENV: Final = "THREADLINE_FAULT_KILL_IN_COMMIT"
 
 Run = Callable[[sqlite3.Connection, list[Snapshot]], Any]
@@ -163,8 +161,6 @@ class SQLiteLogStore(LogStore):
             self._close_connections()
             self._release_lock()
             raise StorageError(f"cannot open {self.path}: {exc}") from exc
-        # The commit thread needs the GIL back promptly after each fsync.
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="threadline-commit")
         self._wrows.clear()
         self._rows.clear()
