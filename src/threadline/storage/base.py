@@ -30,12 +30,18 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 from ..exceptions import ContentTypeMismatch, InvalidOffset, OffsetGone
 from ..protocol.offsets import Offset, Segment, resolve
 from ..protocol.streams import ProducerClaim, is_json, media_type
+
+if TYPE_CHECKING:
+    from .index import IndexStore, Txn
+
+T = TypeVar("T")
 
 __all__ = [
     "AppendRequest",
@@ -399,6 +405,24 @@ class LogStore(ABC):
         Returns:
             True if woken by such a change, False on timeout.
         """
+
+    # The index seam (see ``storage/index.py``)
+
+    @abstractmethod
+    async def transact(self, tenant: str, fn: Callable[[Txn], T]) -> T:
+        """Run ``fn`` serialized with every other write, and commit what it did.
+
+        ``fn`` reads working state and appends records and index entries through
+        the :class:`~threadline.storage.index.Txn` it gets. It must not await
+        or block. If it raises, nothing it did is written and the exception
+        propagates; otherwise its appends and index entries commit together
+        (as durably as ``append``) before this returns ``fn``'s result.
+        """
+
+    @property
+    @abstractmethod
+    def index(self) -> IndexStore:
+        """Committed reads of the index."""
 
     def wake_all(self) -> None:
         """Wake every waiter at once (the server is draining); they re-check and go."""

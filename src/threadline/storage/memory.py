@@ -8,13 +8,16 @@ the contract suite does it).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from ..exceptions import (
     ConfigConflict,
     InvalidOffset,
+    LogClosed,
     LogGone,
     LogNotFound,
     StorageError,
@@ -41,8 +44,12 @@ from .base import (
     fork_position,
     slice_record,
 )
+from .index import MAX_SCAN, IndexStore, Txn, check_table, merge_scan
 
-__all__ = ["MemoryLogStore"]
+__all__ = ["MemoryIndexStore", "MemoryLogStore"]
+
+T = TypeVar("T")
+_Table = dict[str, bytes]
 
 
 @dataclass(eq=False, slots=True)
@@ -91,6 +98,8 @@ class MemoryLogStore(LogStore):
         self._next_generation = 1
         self._waiters = Waiters()
         self._running = False
+        self._tables: dict[tuple[str, str], _Table] = {}
+        self._index = MemoryIndexStore(self)
 
     # Lifecycle
 
@@ -282,6 +291,17 @@ class MemoryLogStore(LogStore):
             count=len(request.records),
         )
 
+    async def transact(self, tenant: str, fn: Callable[[Txn], T]) -> T:
+        self._check_running()
+        txn = _MemoryTxn(self, tenant)
+        result = fn(txn)  # raises: nothing was applied
+        txn.commit()
+        return result
+
+    @property
+    def index(self) -> IndexStore:
+        return self._index
+
     async def delete(self, key: LogKey) -> None:
         self._check_running()
         self._remove(self._live(key))
@@ -336,3 +356,111 @@ class MemoryLogStore(LogStore):
         if position < log.tail_position or log.closed:
             return True
         return await self._waiters.wait(key, timeout)
+
+
+class _MemoryTxn(Txn):
+    """Buffers appends and puts; applies them only when the callback returned."""
+
+    def __init__(self, store: MemoryLogStore, tenant: str) -> None:
+        self.tenant = tenant
+        self._store = store
+        self._appends: dict[str, tuple[_Log, list[bytes]]] = {}
+        self._puts: dict[tuple[str, str], bytes | None] = {}
+
+    def info(self, name: str) -> LogInfo:
+        log, pending = self._log(name)
+        info = self._store._info(log)
+        if not pending:
+            return info
+        # Pending records are the log's own: their offsets carry its generation.
+        tail = Offset(log.generation, log.tail_position + len(pending))
+        return dataclasses.replace(info, tail=tail)
+
+    def append(self, name: str, records: Sequence[bytes]) -> list[Offset]:
+        log, pending = self._log(name)
+        if log.closed:
+            raise LogClosed(self._store._info(log).tail)
+        first = log.tail_position + len(pending) + 1
+        pending.extend(records)
+        return [Offset(log.generation, p) for p in range(first, first + len(records))]
+
+    def _log(self, name: str) -> tuple[_Log, list[bytes]]:
+        found = self._appends.get(name)
+        if found is None:
+            log = self._store._live(LogKey(self.tenant, name))
+            found = self._appends[name] = (log, [])
+        return found
+
+    def get(self, table: str, key: str) -> bytes | None:
+        check_table(table)
+        if (table, key) in self._puts:
+            return self._puts[(table, key)]
+        return self._store._tables.get((self.tenant, table), {}).get(key)
+
+    def put(self, table: str, key: str, value: bytes | None) -> None:
+        check_table(table)
+        self._puts[(table, key)] = value
+
+    def scan(
+        self,
+        table: str,
+        prefix: str = "",
+        *,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[tuple[str, bytes]]:
+        check_table(table)
+        committed = _scan(
+            self._store._tables.get((self.tenant, table), {}), prefix, after
+        )
+        pending = {k: v for (t, k), v in self._puts.items() if t == table}
+        return merge_scan(committed, pending, prefix, after, limit)
+
+    def commit(self) -> None:
+        store = self._store
+        for log, records in self._appends.values():
+            if records:
+                log.records.extend(records)
+                log.last_access = store._clock()
+                store.stats.appends += 1
+                store.stats.records += len(records)
+                store._waiters.notify(log.key)
+        for (table, key), value in self._puts.items():
+            entries = store._tables.setdefault((self.tenant, table), {})
+            if value is None:
+                entries.pop(key, None)
+            else:
+                entries[key] = value
+        store.stats.commits += 1
+
+
+def _scan(entries: _Table, prefix: str, after: str | None) -> list[tuple[str, bytes]]:
+    return sorted(
+        (k, v)
+        for k, v in entries.items()
+        if k.startswith(prefix) and (after is None or k > after)
+    )
+
+
+class MemoryIndexStore(IndexStore):
+    """Committed reads of a :class:`MemoryLogStore`'s index."""
+
+    def __init__(self, store: MemoryLogStore) -> None:
+        self._store = store
+
+    async def get(self, tenant: str, table: str, key: str) -> bytes | None:
+        check_table(table)
+        return self._store._tables.get((tenant, table), {}).get(key)
+
+    async def scan(
+        self,
+        tenant: str,
+        table: str,
+        prefix: str = "",
+        *,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[tuple[str, bytes]]:
+        check_table(table)
+        entries = self._store._tables.get((tenant, table), {})
+        return _scan(entries, prefix, after)[: min(limit, MAX_SCAN)]

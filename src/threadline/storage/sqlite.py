@@ -37,7 +37,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 from ..exceptions import (
     ConfigConflict,
@@ -65,6 +65,8 @@ from .base import (
     fork_position,
     slice_record,
 )
+from .index import IndexStore, Txn
+from .sqlite_index import SQLiteIndexStore, SQLiteTxn
 from .sqlite_rows import (
     COLUMNS,
     MIGRATIONS,
@@ -142,6 +144,7 @@ class SQLiteLogStore(LogStore):
         self._ticker: asyncio.TimerHandle | None = None
         self._lock_fd: int | None = None
         self._waiters = Waiters()
+        self._index = SQLiteIndexStore(self)
         self._running = False
         fault = os.environ.get(FAULT_ENV)
         self._fault = float(fault) if fault else 0.0
@@ -750,22 +753,10 @@ class SQLiteLogStore(LogStore):
                 closed=row.closed,
                 producer_seq=outcome.producer_seq,
             )
-        first = row.tail + 1
-        written = [
-            (row.generation, first + i, d) for i, d in enumerate(request.records)
-        ]
-        self._new_records.extend(written)
-        # Records, log rows and producer states are written once per batch
-        # (``_flush_dirty``), in the same transaction.
-        row.tail += len(written)
-        row.last_access = now
+        count = self._write_records(row, request.records, now)
         # The log row is rewritten only when metadata changed; the tail is
         # recovered from the records themselves (``sqlite_rows.load``).
-        if (
-            request.close
-            or request.stream_seq is not None
-            or row.config.ttl is not None
-        ):
+        if request.close or request.stream_seq is not None:
             row.closed = row.closed or request.close
             if request.close:
                 row.closed_by = claim
@@ -776,6 +767,26 @@ class SQLiteLogStore(LogStore):
             state = ProducerState(claim.epoch, claim.seq)
             row.producers[claim.producer_id] = state
             self._dirty_producers[(row.generation, claim.producer_id)] = state
+        return AppendResult(
+            offset_at(row.segments(), row.tail),
+            closed=row.closed,
+            producer_seq=outcome.producer_seq,
+            count=count,
+        )
+
+    def _write_records(self, row: Row, records: Sequence[bytes], now: float) -> int:
+        """Queue an append's records for this batch and advance the working row.
+
+        Records, log rows and producer states are written once per batch
+        (``_flush_dirty``), in the same transaction.
+        """
+        first = row.tail + 1
+        written = [(row.generation, first + i, d) for i, d in enumerate(records)]
+        self._new_records.extend(written)
+        row.tail += len(written)
+        row.last_access = now
+        if row.config.ttl is not None:  # only a sliding TTL reads last_access
+            self._dirty[row.generation] = row
         appended = self._appended.get(row.generation)
         if appended is None:
             self._appended[row.generation] = (row, [(p, d) for _, p, d in written])
@@ -783,12 +794,30 @@ class SQLiteLogStore(LogStore):
             appended[1].extend((p, d) for _, p, d in written)
         self.stats.appends += 1
         self.stats.records += len(written)
-        return AppendResult(
-            offset_at(row.segments(), row.tail),
-            closed=row.closed,
-            producer_seq=outcome.producer_seq,
-            count=len(written),
-        )
+        return len(written)
+
+    async def transact(self, tenant: str, fn: Callable[[Txn], T]) -> T:
+        def run(
+            conn: sqlite3.Connection, snapshots: list[Snapshot]
+        ) -> tuple[T | None, Exception | None]:
+            txn = SQLiteTxn(self, conn, snapshots, tenant)
+            try:
+                result = fn(txn)
+            except Exception as exc:
+                # Nothing buffered was written: only this operation fails,
+                # not the batch it is part of.
+                return None, exc
+            txn.commit(self._clock())
+            return result, None
+
+        result, error = await self._submit(run)
+        if error is not None:
+            raise error
+        return cast(T, result)
+
+    @property
+    def index(self) -> IndexStore:
+        return self._index
 
     async def delete(self, key: LogKey) -> None:
         def run(conn: sqlite3.Connection, snapshots: list[Snapshot]) -> None:

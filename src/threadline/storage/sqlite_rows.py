@@ -63,6 +63,13 @@ MIGRATIONS: Final[list[str]] = [
         data BLOB NOT NULL
     );
     CREATE UNIQUE INDEX records_by_position ON records (generation, position);
+    CREATE TABLE kv (
+        tenant TEXT NOT NULL,
+        tbl TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value BLOB NOT NULL,
+        PRIMARY KEY (tenant, tbl, key)
+    ) WITHOUT ROWID;
     CREATE TABLE producers (
         generation INTEGER NOT NULL,
         producer_id TEXT NOT NULL,

@@ -22,7 +22,7 @@ The checks use ``assert``: do not run them under ``python -O``.
 
 from __future__ import annotations
 
-from . import forks, reads, writes
+from . import forks, index, reads, writes
 from .harness import (
     Check,
     FakeClock,
@@ -42,5 +42,10 @@ __all__ = [
     "run_check",
 ]
 
-CONTRACT_CHECKS: tuple[Check, ...] = (*writes.CHECKS, *reads.CHECKS, *forks.CHECKS)
+CONTRACT_CHECKS: tuple[Check, ...] = (
+    *writes.CHECKS,
+    *reads.CHECKS,
+    *forks.CHECKS,
+    *index.CHECKS,
+)
 """Every check of the log store contract."""

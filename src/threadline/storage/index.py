@@ -1,0 +1,137 @@
+"""The index seam: derived state committed together with the events that cause it.
+
+Sessions derive state from their events: the idempotency index (original
+offsets for retries), session metadata and folded state, compacted messages,
+cursors, unread counters, the waiting queue, the webhook outbox. PRODUCT.md
+requires all of it to live in the store and to be written *in the same commit*
+as the events, so that a crash can never leave an event without its derived
+state or the other way round.
+
+The seam has two halves:
+
+* **writes** go through :meth:`LogStore.transact`: a callback gets a
+  :class:`Txn` in which it reads the working state (tails, index entries),
+  appends records to logs of one tenant and puts index entries. The callback
+  runs serialized with every other write of the store (it may rely on the
+  tails it reads), and everything it did commits together, after the callback
+  returned, or nothing does (the callback raised).
+* **reads** of committed entries go through :class:`IndexStore`
+  (``LogStore.index``): they never see a transaction that is not committed.
+
+The index itself is deliberately plain: named tables of string keys to byte
+values, scanned in key order. What the entries mean (JSON documents, counters)
+is the session layer's business, kept sans-I/O in ``protocol/``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from ..protocol.offsets import Offset
+from .base import LogInfo
+
+__all__ = ["MAX_SCAN", "IndexStore", "Txn", "check_table"]
+
+MAX_SCAN = 1000
+"""The most entries one scan returns."""
+
+
+def check_table(table: str) -> None:
+    """Table names are short identifiers.
+
+    Raises:
+        ValueError: anything else.
+    """
+    if not (0 < len(table) <= 64 and table.replace("_", "").replace(".", "").isalnum()):
+        raise ValueError(f"invalid index table name {table!r}")
+
+
+class Txn(ABC):
+    """One atomic write: appends to logs of one tenant, and index entries.
+
+    Valid only inside the :meth:`LogStore.transact` callback that received it.
+    Reads see the committed state plus this store's earlier writes in the same
+    group commit plus this transaction's own writes. Nothing is written unless
+    the callback returns; then everything is acknowledged together.
+    """
+
+    tenant: str
+    """Every log and index entry this transaction touches is in this tenant."""
+
+    @abstractmethod
+    def info(self, name: str) -> LogInfo:
+        """The log's working metadata, ``tail`` including this transaction's appends.
+
+        Raises:
+            LogNotFound, LogGone.
+        """
+
+    @abstractmethod
+    def append(self, name: str, records: Sequence[bytes]) -> list[Offset]:
+        """Append records to a log; returns each record's offset.
+
+        Raises:
+            LogNotFound, LogGone, LogClosed.
+        """
+
+    @abstractmethod
+    def get(self, table: str, key: str) -> bytes | None:
+        """An index entry, or ``None``."""
+
+    @abstractmethod
+    def put(self, table: str, key: str, value: bytes | None) -> None:
+        """Set an index entry; ``None`` deletes it."""
+
+    @abstractmethod
+    def scan(
+        self,
+        table: str,
+        prefix: str = "",
+        *,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[tuple[str, bytes]]:
+        """Entries whose key starts with ``prefix``, in key order, after ``after``."""
+
+
+class IndexStore(ABC):
+    """Committed reads of the index. Obtain one from ``LogStore.index``."""
+
+    @abstractmethod
+    async def get(self, tenant: str, table: str, key: str) -> bytes | None:
+        """A committed index entry, or ``None``."""
+
+    @abstractmethod
+    async def scan(
+        self,
+        tenant: str,
+        table: str,
+        prefix: str = "",
+        *,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[tuple[str, bytes]]:
+        """Committed entries whose key starts with ``prefix``, in key order.
+
+        At most ``min(limit, MAX_SCAN)`` entries, all with keys after ``after``
+        (exclusive) when given: page by passing the last key seen.
+        """
+
+
+def merge_scan(
+    committed: Sequence[tuple[str, bytes]],
+    pending: dict[str, bytes | None],
+    prefix: str,
+    after: str | None,
+    limit: int,
+) -> list[tuple[str, bytes]]:
+    """Overlay a transaction's pending puts on a committed scan (shared helper)."""
+    merged = dict(committed)
+    for key, value in pending.items():
+        if key.startswith(prefix) and (after is None or key > after):
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+    return sorted(merged.items())[: min(limit, MAX_SCAN)]
