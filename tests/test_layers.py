@@ -78,12 +78,33 @@ def test_client_never_imports_server_or_storage():
 
 def test_nothing_imports_cli_or_adapters():
     """Only __main__ imports the CLI, and only adapters import adapters."""
-    layers = ["", "protocol", "storage", "server", "client", "testing", "adapters"]
+    layers = [
+        "",
+        "auth",
+        "protocol",
+        "storage",
+        "server",
+        "client",
+        "testing",
+        "adapters",
+    ]
     bad = [
         (path, name)
         for layer in layers
         for path, name in imports(layer)
         if (within(name, "cli") and path != "__main__.py")
         or (within(name, "adapters") and layer != "adapters")
+    ]
+    assert bad == []
+
+
+def test_auth_does_no_io_outside_jwks():
+    """auth/ is pure except jwks.py, and imports neither the server, storage nor I/O."""
+    io = SANS_IO_FORBIDDEN | {"http", "urllib"}
+    bad = [
+        (path, name)
+        for path, name in imports("auth")
+        if within(name, "server", "storage", "client", "cli", "adapters")
+        or (path != "auth/jwks.py" and name.split(".")[0] in io - {"time"})
     ]
     assert bad == []

@@ -11,11 +11,16 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .server import Config
 
 __all__ = ["main"]
 
 DEFAULT_PORT = 4437
+ROLE_NAMES = ("customer", "ai", "agent", "supervisor", "service")
+"""``threadline.auth.ROLES``, spelled out: the CLI imports auth (PyJWT) lazily."""
 
 
 def _duration(text: str) -> float:
@@ -66,6 +71,26 @@ def _parser() -> argparse.ArgumentParser:
         help="HS256 token secret (default $THREADLINE_SECRET)",
     )
     serve.add_argument(
+        "--jwks",
+        metavar="PATH",
+        help="JWKS file of EdDSA/RS256 public keys (tokens name one with kid)",
+    )
+    serve.add_argument(
+        "--jwks-url",
+        metavar="URL",
+        help="JWKS URL of EdDSA/RS256 public keys, fetched and refreshed",
+    )
+    serve.add_argument(
+        "--jwks-refresh",
+        type=_duration,
+        default=300.0,
+        metavar="DURATION",
+        help="how often --jwks-url is fetched (default 5m; an unknown kid "
+        "fetches at most once a minute)",
+    )
+    serve.add_argument("--issuer", help="require this iss claim on every token")
+    serve.add_argument("--audience", help="require this aud claim on every token")
+    serve.add_argument(
         "--no-auth",
         action="store_true",
         help="accept requests without tokens (local development only)",
@@ -73,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--dev",
         action="store_true",
-        help="generate a secret if none is set and print a token",
+        help="generate a secret if none is set and print a token per role",
     )
     serve.add_argument(
         "--max-body",
@@ -90,14 +115,65 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--access-log", action="store_true", help="log every request")
 
-    token = commands.add_parser("token", help="mint a token (HS256)")
-    token.add_argument("--secret", default=os.environ.get("THREADLINE_SECRET"))
-    token.add_argument("--sub", default="dev")
-    token.add_argument("--role", default="service")
+    token = commands.add_parser(
+        "token",
+        help="mint a token",
+        description="Mint a token: HS256 with --secret (or THREADLINE_SECRET), or "
+        "EdDSA/RS256 with --private-key and --kid. Prints it on stdout.",
+    )
+    token.add_argument("--secret", help="HS256 secret (default $THREADLINE_SECRET)")
+    token.add_argument(
+        "--private-key", metavar="PEM", help="PEM file of an Ed25519 or RSA private key"
+    )
+    token.add_argument("--kid", help="key id of --private-key, as in the JWKS")
+    token.add_argument(
+        "--alg",
+        choices=["EdDSA", "RS256"],
+        help="algorithm of --private-key (default: from the key)",
+    )
+    token.add_argument("--sub", default="dev", help="participant id (default dev)")
+    token.add_argument(
+        "--role", default="service", choices=sorted(ROLE_NAMES), help="default service"
+    )
     token.add_argument("--tenant", default="default")
-    token.add_argument("--ttl", type=_duration, default=3600.0, metavar="DURATION")
-    token.add_argument("--streams-read", action="append", default=None, metavar="GLOB")
-    token.add_argument("--streams-write", action="append", default=None, metavar="GLOB")
+    token.add_argument("--name", help="display name")
+    token.add_argument(
+        "--session",
+        action="append",
+        dest="sessions",
+        metavar="GLOB",
+        help="session id or glob the token reaches (repeatable; default: all "
+        "sessions for staff, none for a customer)",
+    )
+    token.add_argument(
+        "--stream-read",
+        "--streams-read",
+        action="append",
+        dest="stream_read",
+        metavar="GLOB",
+        help="stream glob the token may read (repeatable)",
+    )
+    token.add_argument(
+        "--stream-write",
+        "--streams-write",
+        action="append",
+        dest="stream_write",
+        metavar="GLOB",
+        help="stream glob the token may write (repeatable; without any --stream-* "
+        "flag a service token gets every stream, other roles none)",
+    )
+    token.add_argument(
+        "--cap", action="append", dest="caps", metavar="CAP", help="repeatable"
+    )
+    token.add_argument(
+        "--ttl",
+        type=_duration,
+        default=3600.0,
+        metavar="DURATION",
+        help="lifetime (default 1h)",
+    )
+    token.add_argument("--issuer", help="iss claim")
+    token.add_argument("--audience", help="aud claim")
     return parser
 
 
@@ -110,29 +186,98 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from .auth import create_token
+    from .auth import create_token, is_glob
 
-    if not args.secret:
-        print(
-            "threadline token: --secret or THREADLINE_SECRET is required",
-            file=sys.stderr,
-        )
+    def fail(message: str) -> int:
+        print(f"threadline token: {message}", file=sys.stderr)
         return 2
-    streams = {
-        "read": args.streams_read or ["**"],
-        "write": args.streams_write or ["**"],
-    }
-    print(
-        create_token(
-            args.secret,
+
+    key: Any
+    if args.private_key:
+        if args.secret:
+            return fail("give --secret or --private-key, not both")
+        if not args.kid:
+            return fail("--private-key needs --kid, the key's id in the JWKS")
+        try:
+            key, algorithm = _private_key(args.private_key, args.alg)
+        except ValueError as exc:
+            return fail(str(exc))
+    else:
+        key = args.secret or os.environ.get("THREADLINE_SECRET")
+        if not key:
+            return fail("--secret, THREADLINE_SECRET or --private-key is required")
+        if args.kid or args.alg:
+            return fail("--kid and --alg go with --private-key (HS256 takes neither)")
+        algorithm = "HS256"
+    staff = args.role != "customer"
+    if args.stream_read is None and args.stream_write is None:
+        everything = ["**"] if args.role == "service" else []
+        streams = {"read": everything, "write": everything}
+    else:
+        streams = {"read": args.stream_read or [], "write": args.stream_write or []}
+    sessions = args.sessions if args.sessions is not None else ["**"] if staff else []
+    extra = {k: v for k, v in (("iss", args.issuer), ("aud", args.audience)) if v}
+    try:
+        token = create_token(
+            key,
             sub=args.sub,
             role=args.role,
             tenant=args.tenant,
-            ttl_seconds=int(args.ttl),
+            name=args.name,
+            ttl_seconds=args.ttl,
             streams=streams,
+            sessions=sessions,
+            caps=args.caps,
+            algorithm=algorithm,
+            kid=args.kid,
+            **extra,
         )
-    )
+    except ValueError as exc:
+        return fail(str(exc))
+    if not staff:
+        if not sessions:
+            print(
+                "threadline token: note: this customer token reaches no session "
+                "(add --session ID)",
+                file=sys.stderr,
+            )
+        for pattern in filter(is_glob, sessions):
+            print(
+                f"threadline token: warning: customer token with session glob "
+                f"{pattern!r}; a customer should be bound to exact session ids",
+                file=sys.stderr,
+            )
+    print(token)
     return 0
+
+
+def _private_key(path: str, alg: str | None) -> tuple[Any, str]:
+    """Load a PEM private key and the algorithm it signs with.
+
+    Raises:
+        ValueError: unreadable, not a PEM private key, of another type than
+            Ed25519 or RSA, or not of ``alg``.
+    """
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        with open(path, "rb") as file:
+            key = load_pem_private_key(file.read(), password=None)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from exc
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path} is not an unencrypted PEM private key") from exc
+    if isinstance(key, Ed25519PrivateKey):
+        own = "EdDSA"
+    elif isinstance(key, RSAPrivateKey):
+        own = "RS256"
+    else:
+        raise ValueError(f"{path} is neither an Ed25519 nor an RSA key")
+    if alg is not None and alg != own:
+        raise ValueError(f"{path} signs {own}, not {alg}")
+    return key, own
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -154,10 +299,10 @@ def _serve(args: argparse.Namespace) -> int:
     if args.dev and not secret:
         secret = secrets.token_urlsafe(32)
     auth = not args.no_auth
-    if auth and not secret:
+    if auth and not (secret or args.jwks or args.jwks_url):
         print(
-            "threadline serve: set --secret (or THREADLINE_SECRET), use --dev, "
-            "or --no-auth for local development",
+            "threadline serve: set --secret (or THREADLINE_SECRET), --jwks or "
+            "--jwks-url, use --dev, or --no-auth for local development",
             file=sys.stderr,
         )
         return 2
@@ -165,6 +310,11 @@ def _serve(args: argparse.Namespace) -> int:
         store=args.store,
         auth=auth,
         secret=secret,
+        jwks_path=args.jwks,
+        jwks_url=args.jwks_url,
+        jwks_refresh_interval=args.jwks_refresh,
+        issuer=args.issuer,
+        audience=args.audience,
         long_poll_timeout=args.long_poll_timeout,
         drain_timeout=args.drain_timeout,
         max_body_bytes=args.max_body,
@@ -222,24 +372,71 @@ def _serve(args: argparse.Namespace) -> int:
                     flush=True,
                 )
                 if args.dev:
-                    from .auth import create_token
-
-                    token = create_token(
-                        secret,
-                        sub="dev",
-                        role="service",
-                        streams={"read": ["**"], "write": ["**"]},
-                    )
-                    print(
-                        f"threadline: dev token (service, all streams): {token}",
-                        flush=True,
-                    )
+                    for label, token in _dev_tokens(secret, config):
+                        print(f"threadline: dev token ({label}): {token}", flush=True)
 
     server = Server(uv_config)
     server.run(sockets=[sock])
     if not server.started:
         return 1
     return 0
+
+
+DEV_TTL = 24 * 3600.0
+DEV_SESSION = "dev-session"
+DEV_TOKENS: tuple[tuple[str, dict[str, Any]], ...] = (
+    (
+        f"customer, session {DEV_SESSION}",
+        {
+            "sub": "dev-customer",
+            "name": "Dev Customer",
+            "role": "customer",
+            "sessions": [DEV_SESSION],
+        },
+    ),
+    (
+        "ai, all sessions",
+        {"sub": "dev-ai", "name": "Dev AI", "role": "ai", "sessions": ["**"]},
+    ),
+    (
+        "agent, all sessions",
+        {"sub": "dev-agent", "name": "Dev Agent", "role": "agent", "sessions": ["**"]},
+    ),
+    (
+        "supervisor, all sessions, cap barge",
+        {
+            "sub": "dev-supervisor",
+            "name": "Dev Supervisor",
+            "role": "supervisor",
+            "sessions": ["**"],
+            "caps": ["barge"],
+        },
+    ),
+    (
+        "service, all sessions and streams",
+        {
+            "sub": "dev",
+            "name": "Dev Service",
+            "role": "service",
+            "sessions": ["**"],
+            "streams": {"read": ["**"], "write": ["**"]},
+        },
+    ),
+)
+"""What ``serve --dev`` prints: a label and the claims of one token per role."""
+
+
+def _dev_tokens(secret: str, config: Config) -> list[tuple[str, str]]:
+    """One HS256 token per role for ``serve --dev``, valid for a day."""
+    from .auth import create_token
+
+    extra: dict[str, Any] = {
+        k: v for k, v in (("iss", config.issuer), ("aud", config.audience)) if v
+    }
+    return [
+        (label, create_token(secret, ttl_seconds=DEV_TTL, **claims, **extra))
+        for label, claims in DEV_TOKENS
+    ]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 
 from tests.server.harness import (
@@ -121,11 +122,14 @@ def test_serve_port_in_use_exits_2() -> None:
     assert "cannot bind" in result.stderr
 
 
+SERVICE_LINE = "dev token (service, all sessions and streams): "
+
+
 async def test_serve_dev_prints_working_token() -> None:
     """``--dev`` turns auth on with a generated secret and prints a token that works."""
     async with server_process(serve_args("memory://", "--dev")) as process:
-        await asyncio.to_thread(wait_line, process, "dev token")
-        match = re.search(r"dev token \(service, all streams\): (\S+)", process.output)
+        await asyncio.to_thread(wait_line, process, SERVICE_LINE)
+        match = re.search(re.escape(SERVICE_LINE) + r"(\S+)", process.output)
         assert match, process.output
         token = match[1]
         async with httpx.AsyncClient(base_url=process.url) as client:
@@ -135,6 +139,67 @@ async def test_serve_dev_prints_working_token() -> None:
             )
     assert anonymous.status_code == 401
     assert authorized.status_code == 201
+
+
+DEV_ROLES = ["customer", "ai", "agent", "supervisor", "service"]
+
+
+async def test_serve_dev_prints_one_token_per_role() -> None:
+    """``--dev`` prints a token for each role, each accepted by the server."""
+    async with server_process(serve_args("memory://", "--dev")) as process:
+        await asyncio.to_thread(wait_line, process, SERVICE_LINE)
+        tokens = re.findall(r"dev token \((\w+)[^)]*\): (\S+)", process.output)
+        async with httpx.AsyncClient(base_url=process.url) as client:
+            statuses = [
+                (
+                    await client.get(
+                        "/v1/stream/none", headers={"authorization": f"Bearer {t}"}
+                    )
+                ).status_code
+                for _, t in tokens
+            ]
+    assert [role for role, _ in tokens] == DEV_ROLES
+    claims = [jwt.decode(t, options={"verify_signature": False}) for _, t in tokens]
+    assert [c["role"] for c in claims] == DEV_ROLES
+    # Only the service token has stream grants; the others verify but are forbidden.
+    assert statuses == [403, 403, 403, 403, 404]
+
+
+def test_serve_with_unreadable_jwks_exits_2(tmp_path: Path) -> None:
+    """A --jwks file that cannot be read stops start-up with exit status 2."""
+    result = run_serve(
+        "--store", "memory://", "--port", "0", "--jwks", str(tmp_path / "no.json")
+    )
+    assert result.returncode == 2
+    assert "no.json" in result.stderr
+
+
+async def test_serve_with_jwks_file_accepts_eddsa_tokens(tmp_path: Path) -> None:
+    """With only --jwks (no secret), an EdDSA token signed by its key is accepted."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from jwt.algorithms import OKPAlgorithm
+
+    from threadline.auth import create_token
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    jwk = {**OKPAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": "ed-1"}
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": [jwk]}))
+    token = create_token(
+        key,
+        sub="t",
+        algorithm="EdDSA",
+        kid="ed-1",
+        streams={"read": ["**"], "write": ["**"]},
+    )
+    args = serve_args("memory://", "--jwks", str(path))
+    async with server_process(args) as process:
+        assert "auth on" in process.output
+        async with httpx.AsyncClient(base_url=process.url) as client:
+            response = await client.put(
+                "/v1/stream/s", headers={**JSON, "authorization": f"Bearer {token}"}
+            )
+    assert response.status_code == 201
 
 
 async def test_serve_takes_secret_from_environment() -> None:

@@ -12,6 +12,8 @@ from dataclasses import asdict
 
 import orjson
 
+from ..auth import Keyset
+from ..auth.jwks import JWKSClient, read_jwks_file
 from ..storage import LogStore, open_log_store
 from .config import Config
 from .http import Receive, Scope, Send, error_body, send_response
@@ -29,7 +31,10 @@ class Application:
         self.config = config
         self.store = store if store is not None else open_log_store(config.store)
         self.draining = asyncio.Event()
-        self.streams = StreamHandler(config, self.store, self.draining)
+        self.keyset, self.jwks = _keys(config)
+        self.streams = StreamHandler(
+            config, self.store, self.draining, keyset=self.keyset, jwks=self.jwks
+        )
 
     def drain(self) -> None:
         """Stop waiting: long-polls answer now, SSE ends after a control event."""
@@ -76,12 +81,34 @@ class Application:
                     logger.error("! store failed to start: %s", exc)
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                if self.jwks is not None:
+                    await self.jwks.start()  # a failure is logged; kid tokens retry
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.drain()
+                if self.jwks is not None:
+                    await self.jwks.aclose()
                 await self.store.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _keys(config: Config) -> tuple[Keyset | None, JWKSClient | None]:
+    """The keyset tokens are verified with, and the JWKS URL client if any."""
+    if not config.auth:
+        return None, None
+    if not (config.secret or config.jwks_path or config.jwks_url):
+        raise ValueError("auth is on but no secret, JWKS file or JWKS URL is set")
+    keys = read_jwks_file(config.jwks_path) if config.jwks_path else ()
+    keyset = Keyset(
+        config.secret or None, keys, issuer=config.issuer, audience=config.audience
+    )
+    if not config.jwks_url:
+        return keyset, None
+    jwks = JWKSClient(
+        config.jwks_url, base=keyset, refresh_interval=config.jwks_refresh_interval
+    )
+    return keyset, jwks
 
 
 def create_app(config: Config, *, store: LogStore | None = None) -> Application:

@@ -30,9 +30,23 @@ class Config:
     store: str = "sqlite:///threadline.db"
     """Store URL: ``sqlite:///PATH`` (relative), ``sqlite:////abs/path`` or ``memory://``."""
     auth: bool = True
-    """Require bearer tokens on ``/v1/stream``; ``False`` only for local development."""
+    """Require bearer tokens on ``/v1/stream``; ``False`` only for local development.
+
+    With auth on, at least one of ``secret``, ``jwks_path`` and ``jwks_url`` is set.
+    """
     secret: str | None = None
-    """HS256 secret for tokens (required when ``auth``)."""
+    """HS256 secret for tokens without ``kid``."""
+    jwks_path: str | None = None
+    """JWKS file of EdDSA / RS256 public keys, read at start-up."""
+    jwks_url: str | None = None
+    """JWKS URL of EdDSA / RS256 public keys, fetched and refreshed."""
+    jwks_refresh_interval: float = 300.0
+    """Seconds between fetches of ``jwks_url`` (an unknown ``kid`` fetches at most
+    once a minute)."""
+    issuer: str | None = None
+    """When set, every token's ``iss`` must equal it."""
+    audience: str | None = None
+    """When set, every token's ``aud`` must be or contain it."""
     long_poll_timeout: float = 20.0
     """Seconds a long-poll waits for data before answering 204."""
     sse_reconnect_interval: float = 60.0

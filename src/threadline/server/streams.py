@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from ..auth import AuthError, Claims, Keyset, verify_token
+from ..auth.jwks import JWKSClient
 from ..exceptions import (
     InvalidOffset,
     ProtocolError,
@@ -95,14 +96,21 @@ class StreamHandler:
     """ASGI handler for every method under ``/v1/stream/``."""
 
     def __init__(
-        self, config: Config, store: LogStore, draining: asyncio.Event
+        self,
+        config: Config,
+        store: LogStore,
+        draining: asyncio.Event,
+        *,
+        keyset: Keyset | None = None,
+        jwks: JWKSClient | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.draining = draining
-        self.keyset = Keyset(config.secret) if config.auth and config.secret else None
-        if config.auth and self.keyset is None:
-            raise ValueError("auth is on but no secret is configured")
+        self.keyset = keyset
+        self.jwks = jwks
+        if config.auth and keyset is None:
+            raise ValueError("auth is on but no keyset is given")
         self._base_headers: Headers = [
             (b"x-content-type-options", b"nosniff"),
             (b"cross-origin-resource-policy", b"cross-origin"),
@@ -166,7 +174,7 @@ class StreamHandler:
         request = StreamRequest(scope, name)
         head = method == "HEAD"
         try:
-            claims = self._authenticate(request)
+            claims = await self._authenticate(request)
             key = LogKey(
                 claims.tenant if claims else self.config.tenant, NAMESPACE + name
             )
@@ -231,12 +239,14 @@ class StreamHandler:
 
     # Auth
 
-    def _authenticate(self, request: StreamRequest) -> Claims | None:
+    async def _authenticate(self, request: StreamRequest) -> Claims | None:
         if self.keyset is None:
             return None
         value = request.header(b"authorization")
         if value is None or not value[:7].lower() == "bearer ":
             raise AuthError("missing bearer token", "missing_token")
+        if self.jwks is not None:
+            return await self.jwks.verify(value[7:].strip())
         return verify_token(value[7:].strip(), self.keyset)
 
     def _authorize(self, claims: Claims | None, name: str, *, write: bool) -> None:

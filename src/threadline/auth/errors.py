@@ -1,0 +1,40 @@
+"""Authentication and authorisation errors.
+
+.. code-block:: text
+
+    ThreadlineError
+    └── AuthError            401 missing_token / invalid_token / token_expired,
+        │                    403 forbidden
+        └── UnknownKeyId     401 invalid_token: no key has the token's kid
+"""
+
+from __future__ import annotations
+
+from ..exceptions import ThreadlineError
+
+__all__ = ["AuthError", "UnknownKeyId"]
+
+
+class AuthError(ThreadlineError):
+    """A missing, malformed, forged or expired token (401), or a denied right (403)."""
+
+    code = "unauthorized"
+
+    def __init__(
+        self, message: str, code: str = "unauthorized", status: int = 401
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class UnknownKeyId(AuthError):
+    """No verification key has the token's ``kid``.
+
+    A caller that can fetch keys (:class:`threadline.auth.jwks.JWKSClient`)
+    refreshes them and verifies once more; everyone else answers 401.
+    """
+
+    def __init__(self, kid: str) -> None:
+        super().__init__(f"unknown key id {kid!r}", "invalid_token")
+        self.kid = kid
