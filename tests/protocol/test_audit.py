@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from typing import Any
 
 import pytest
 from hypothesis import given, strategies as st
@@ -111,7 +112,7 @@ def test_data_digest_hashes_canonical_json():
 
 def test_event_hash_links_every_field():
     """Changing any linked field changes the event hash."""
-    fields = {
+    fields: dict[str, Any] = {
         "prev_hash": "0" * 64,
         "offset": "0000000000000001_0000000000000001",
         "ts": "2026-11-26T06:10:27.123456Z",

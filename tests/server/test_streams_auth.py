@@ -395,7 +395,7 @@ async def test_stream_paths_over_http_never_reach_session_logs() -> None:
     assert await snapshot(store) == before
 
 
-def _body(data: bytes):  # type: ignore[no-untyped-def]
+def _body(data: bytes):
     sent = False
 
     async def receive() -> dict[str, object]:

@@ -255,7 +255,7 @@ class SQLiteLogStore(LogStore):
     def _raise_generation_floor(self, conn: sqlite3.Connection) -> None:
         """Start generations at the wall clock (µs) so none is ever issued twice.
 
-        ``AUTOINCREMENT`` alone never re-uses a number within one file, but a
+        ``AUTOINCREMENT`` alone never reuses a number within one file, but a
         file restored from an older copy would issue again the generations
         handed out after that copy was taken; offsets minted by those lost
         logs would then silently name new ones. Each start moves the counter
