@@ -4,7 +4,8 @@
 
     ThreadlineError
     ├── ProtocolError                 the peer sent bad data (a 4xx)
-    │   └── InvalidOffset             malformed offset, or beyond the tail
+    │   ├── InvalidOffset             malformed offset, or beyond the tail
+    │   └── InvalidEvent              a malformed session event (400)
     ├── LogError                      an operation a log's state refuses
     │   ├── LogNotFound               no such log (or it expired)
     │   ├── LogGone                   soft-deleted while forks still read it
@@ -17,10 +18,21 @@
     │   ├── ProducerEpochStale        a fenced (zombie) producer
     │   ├── ProducerSeqGap            a producer skipped a sequence number
     │   └── ProducerEpochSeq          a new epoch that does not start at 0
+    ├── SessionRuleError              an event the session's state refuses
+    │   ├── Forbidden                 the rights table refuses it (403)
+    │   ├── SessionClosed             the session is read-only (409)
+    │   ├── NotInControl              the publisher does not hold the floor (409)
+    │   ├── AlreadyAccepted           a control request was already accepted (409)
+    │   ├── DeltaGap                  a message delta out of sequence (409)
+    │   ├── UnknownReference          no such message, run, request, participant…
+    │   ├── DuplicateReference        a message, run or request id used twice (409)
+    │   └── AlreadyEnded              the message or run has ended (409)
     └── StorageError                  a backend failed
         └── StoreLocked               another process holds the store
 
 Each error carries ``code``: the machine-readable string sent on the wire.
+:class:`InvalidEvent` and every :class:`SessionRuleError` also carry
+``status``, the HTTP status that answers them.
 Third-party errors are converted where they cross into Threadline code
 (``raise StorageError(...) from exc``).
 """
@@ -33,23 +45,33 @@ if TYPE_CHECKING:
     from .protocol.offsets import Offset
 
 __all__ = [
+    "AlreadyAccepted",
+    "AlreadyEnded",
     "ConfigConflict",
     "ContentTypeMismatch",
+    "DeltaGap",
+    "DuplicateReference",
+    "Forbidden",
+    "InvalidEvent",
     "InvalidOffset",
     "LogClosed",
     "LogError",
     "LogGone",
     "LogNotFound",
+    "NotInControl",
     "OffsetGone",
     "ProducerEpochSeq",
     "ProducerEpochStale",
     "ProducerSeqGap",
     "ProtocolError",
     "SeqConflict",
+    "SessionClosed",
+    "SessionRuleError",
     "StorageError",
     "StoreLocked",
     "TailMismatch",
     "ThreadlineError",
+    "UnknownReference",
 ]
 
 
@@ -75,6 +97,19 @@ class InvalidOffset(ProtocolError):
     """An offset is malformed, or points beyond the log's tail."""
 
     code = "invalid_offset"
+
+
+class InvalidEvent(ProtocolError):
+    """A session event is malformed: a wrong type, a missing or unknown field."""
+
+    code = "invalid_event"
+    status = 400
+    """The HTTP status that answers this error."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        """Where the fault is, as a path into the event (``data.parts[1].url``)."""
 
 
 class LogError(ThreadlineError):
@@ -167,6 +202,97 @@ class ProducerEpochSeq(LogError):
     """A producer bumped its epoch without restarting at seq 0."""
 
     code = "producer_epoch_seq"
+
+
+class SessionRuleError(ThreadlineError):
+    """The session's state refuses an event; nothing is written."""
+
+    code = "session_rule"
+    status = 409
+    """The HTTP status that answers this error."""
+
+
+class Forbidden(SessionRuleError):
+    """The rights table does not let this participant publish this event."""
+
+    code = "forbidden"
+    status = 403
+
+
+class SessionClosed(SessionRuleError):
+    """The session is closed: it is read-only."""
+
+    code = "session_closed"
+
+
+class NotInControl(SessionRuleError):
+    """The event needs the floor, and the publisher does not hold it."""
+
+    code = "not_in_control"
+
+
+class AlreadyAccepted(SessionRuleError):
+    """A ``control.accept`` came after the request was accepted (first wins)."""
+
+    code = "already_accepted"
+
+
+class DeltaGap(SessionRuleError):
+    """A ``message.delta`` did not carry the message's next ``seq``."""
+
+    code = "delta_gap"
+
+    def __init__(self, expected: int, received: int) -> None:
+        super().__init__(f"expected delta seq {expected}, received {received}")
+        self.expected = expected
+        """The seq the message's next delta must carry."""
+        self.received = received
+
+
+class UnknownReference(SessionRuleError):
+    """The event names something the session does not have.
+
+    That is a message, run, control request, participant or offset that does
+    not exist, or that the publisher may not see (a customer is told a staff
+    message is unknown, never that it exists). ``code`` is ``unknown_<kind>``:
+    ``unknown_message``, ``unknown_run``, ``unknown_request``,
+    ``unknown_participant``, ``unknown_offset``.
+    """
+
+    def __init__(self, kind: str, ident: str) -> None:
+        super().__init__(f"unknown {kind} {ident!r}")
+        self.code = f"unknown_{kind}"
+        self.kind = kind
+        self.ident = ident
+
+
+class DuplicateReference(SessionRuleError):
+    """The event starts a message, run or request under an id already used.
+
+    ``code`` is ``duplicate_<kind>``: ``duplicate_message``, ``duplicate_run``,
+    ``duplicate_request``.
+    """
+
+    def __init__(self, kind: str, ident: str) -> None:
+        super().__init__(f"{kind} {ident!r} already exists")
+        self.code = f"duplicate_{kind}"
+        self.kind = kind
+        self.ident = ident
+
+
+class AlreadyEnded(SessionRuleError):
+    """The event continues or ends a message or run that has ended.
+
+    ``code`` is ``message_ended`` or ``run_ended``. A producer that gets it
+    should stop: the server may have ended its message (floor lost, lease
+    expired, session closed).
+    """
+
+    def __init__(self, kind: str, ident: str) -> None:
+        super().__init__(f"{kind} {ident!r} has ended")
+        self.code = f"{kind}_ended"
+        self.kind = kind
+        self.ident = ident
 
 
 class StorageError(ThreadlineError):

@@ -11,12 +11,15 @@ import logging
 from dataclasses import asdict
 
 import orjson
+from starlette.requests import Request
 
-from ..auth import Keyset
+from ..auth import AuthError, Claims, Keyset, verify_token
 from ..auth.jwks import JWKSClient, read_jwks_file
 from ..storage import LogStore, open_log_store
 from .config import Config
 from .http import Receive, Scope, Send, error_body, send_response
+from .session_http import build_session_api
+from .sessions import SessionManager
 from .streams import PREFIX, StreamHandler
 
 __all__ = ["Application", "create_app"]
@@ -32,9 +35,43 @@ class Application:
         self.store = store if store is not None else open_log_store(config.store)
         self.draining = asyncio.Event()
         self.keyset, self.jwks = _keys(config)
+        streams_auth = config.auth  # --no-auth opens /v1/stream only
         self.streams = StreamHandler(
-            config, self.store, self.draining, keyset=self.keyset, jwks=self.jwks
+            config,
+            self.store,
+            self.draining,
+            keyset=self.keyset if streams_auth else None,
+            jwks=self.jwks if streams_auth else None,
         )
+        self.sessions = SessionManager(self.store)
+        self.session_api = build_session_api(
+            self.sessions,
+            self._authenticate,
+            long_poll_timeout=config.long_poll_timeout,
+            draining=self.draining,
+        )
+
+    async def verify(self, token: str) -> Claims:
+        """Verify a bearer token with the configured keys (JWKS URL, file, secret).
+
+        Raises:
+            AuthError: the token is refused, or no key is configured (sessions
+                always need tokens, even with ``--no-auth``).
+        """
+        if self.jwks is not None:
+            return await self.jwks.verify(token)
+        if self.keyset is not None:
+            return verify_token(token, self.keyset)
+        raise AuthError(
+            "sessions need tokens: start the server with a secret or JWKS keys",
+            "auth_unavailable",
+        )
+
+    async def _authenticate(self, request: Request) -> Claims:
+        value = request.headers.get("authorization")
+        if value is None or value[:7].lower() != "bearer ":
+            raise AuthError("missing bearer token", "missing_token")
+        return await self.verify(value[7:].strip())
 
     def drain(self) -> None:
         """Stop waiting: long-polls answer now, SSE ends after a control event."""
@@ -47,6 +84,8 @@ class Application:
             path: str = scope["path"]
             if path.startswith(PREFIX):
                 await self.streams(scope, receive, send)
+            elif path.startswith(("/v1/sessions", "/v1/me/")):
+                await self.session_api(scope, receive, send)
             elif path == "/healthz":
                 status = 503 if self.draining.is_set() else 200
                 body = b'{"status":"draining"}' if status == 503 else b'{"status":"ok"}'
@@ -94,8 +133,14 @@ class Application:
 
 
 def _keys(config: Config) -> tuple[Keyset | None, JWKSClient | None]:
-    """The keyset tokens are verified with, and the JWKS URL client if any."""
+    """The keyset tokens are verified with, and the JWKS URL client if any.
+
+    With auth off for streams, a configured secret still verifies session
+    tokens (sessions always need an identity).
+    """
     if not config.auth:
+        if config.secret:
+            return Keyset(config.secret), None
         return None, None
     if not (config.secret or config.jwks_path or config.jwks_url):
         raise ValueError("auth is on but no secret, JWKS file or JWKS URL is set")

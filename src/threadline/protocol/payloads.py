@@ -1,0 +1,285 @@
+"""Event types and the shape of their ``data``.
+
+Every type of PRODUCT.md's table, with its fields (``?`` optional):
+
+=======================  =====================================================
+type                     ``data``
+=======================  =====================================================
+``message``              ``message_id``, ``role``, ``parts``, ``run_id?``,
+                         ``metadata?``
+``message.start``        ``message_id``, ``role``, ``run_id?``, ``metadata?``
+``message.delta``        ``message_id``, ``seq``, ``part_index``,
+                         ``part_type``, and ``text`` (text parts) or ``data``
+                         (other parts)
+``message.end``          ``message_id``, ``status``, ``reason?``
+``run.start``            ``run_id``, ``in_reply_to?`` (a message id)
+``run.end``              ``run_id``, ``status``, ``reason?``
+``run.cancel``           ``run_id``, ``reason?``
+``tool.call``            ``tool_call_id``, ``tool_name``, ``input``,
+                         ``run_id?``
+``tool.result``          ``tool_call_id``, ``output``, ``tool_name?``,
+                         ``is_error?``, ``run_id?``
+``control.request``      ``request_id``, ``mode`` (``warm``/``cold``),
+                         ``reason?``
+``control.accept``       ``request_id``
+``control.release``      ``to?`` (a participant id)
+``participant.joined``   ``participant`` (``{id, role, name?}``)
+``participant.left``     ``participant``
+``note``                 ``text``
+``session.updated``      at least one of ``customer``, ``channel``,
+                         ``priority``, ``language``, ``tags``, ``attributes``
+``session.closed``       ``reason?``
+``redaction``            ``offset``, ``reason?``
+``x.<name>``             any object (application events)
+=======================  =====================================================
+
+``role`` is ``user``, ``assistant`` or ``system``; ``status`` is
+``complete``, ``cancelled`` or ``error``. Unknown fields are refused. Stored
+message events may also carry ``start_offset`` (and a compacted
+``message.start`` its ``parts`` so far), which the server sets and a draft
+may not.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, Final, Literal, TypeAlias
+
+from ..exceptions import InvalidOffset
+from ._fields import (
+    check_keys,
+    expect_bool,
+    expect_choice,
+    expect_id,
+    expect_int,
+    expect_name,
+    expect_object,
+    expect_str,
+    fail,
+)
+from .actors import Actor
+from .offsets import Offset
+from .parts import TEXT_PART_TYPES, is_part_type, parse_part_body, parse_parts
+
+__all__ = [
+    "CONTROL_MODES",
+    "END_STATUSES",
+    "EVENT_TYPES",
+    "MESSAGE_ROLES",
+    "MESSAGE_TYPES",
+    "VISIBILITIES",
+    "Visibility",
+    "check_data",
+    "check_visibility",
+    "default_visibility",
+    "is_event_type",
+    "parse_target_offset",
+]
+
+Visibility: TypeAlias = Literal["all", "staff"]
+"""Who reads an event: everyone, or staff only."""
+
+VISIBILITIES: Final = ("all", "staff")
+MESSAGE_ROLES: Final = ("user", "assistant", "system")
+END_STATUSES: Final = ("complete", "cancelled", "error")
+CONTROL_MODES: Final = ("warm", "cold")
+
+MESSAGE_TYPES: Final = frozenset(
+    {"message", "message.start", "message.delta", "message.end"}
+)
+"""The floor-controlled types (for assistant-side messages)."""
+
+_APP_TYPE: Final = re.compile(r"\Ax(?:\.[A-Za-z0-9_-]+)+\Z")
+_APP_TYPE_LIMIT: Final = 64
+_STAFF_BY_DEFAULT: Final = frozenset({"tool.call", "tool.result", "note"})
+
+_Check: TypeAlias = Callable[[object, str], object]
+
+
+# Field checks beyond _fields
+
+
+def _json(value: object, path: str) -> object:
+    return value
+
+
+def _part_type(value: object, path: str) -> str:
+    text = expect_str(value, path)
+    if not is_part_type(text):
+        fail(f"unknown part type {text[:80]!r}", path)
+    return text
+
+
+def parse_target_offset(value: object, path: str) -> Offset:
+    """Parse an offset that a field names (a redaction's target).
+
+    Raises:
+        InvalidEvent: not a string, or not an offset.
+    """
+    try:
+        return Offset.parse(expect_str(value, path))
+    except InvalidOffset:
+        fail("must be an offset", path)
+
+
+def _participant(value: object, path: str) -> Actor:
+    actor = Actor.parse(value, path)
+    if actor.is_server or actor.device is not None:
+        fail("must be a participant {id, role, name?}", path)
+    return actor
+
+
+def _tags(value: object, path: str) -> object:
+    if not isinstance(value, list):
+        fail("must be an array", path)
+    for index, tag in enumerate(value):
+        expect_name(tag, f"{path}[{index}]")
+    return value
+
+
+def _choice(*choices: str) -> _Check:
+    return lambda value, path: expect_choice(value, path, choices)
+
+
+_ROLE: Final = _choice(*MESSAGE_ROLES)
+_STATUS: Final = _choice(*END_STATUSES)
+
+# type -> (required fields, optional fields)
+_SPECS: Final[dict[str, tuple[dict[str, _Check], dict[str, _Check]]]] = {
+    "message": (
+        {"message_id": expect_id, "role": _ROLE, "parts": parse_parts},
+        {"run_id": expect_id, "metadata": expect_object},
+    ),
+    "message.start": (
+        {"message_id": expect_id, "role": _ROLE},
+        {"run_id": expect_id, "metadata": expect_object},
+    ),
+    "message.delta": (
+        {
+            "message_id": expect_id,
+            "seq": expect_int,
+            "part_index": expect_int,
+            "part_type": _part_type,
+        },
+        {"text": expect_str, "data": _json},
+    ),
+    "message.end": (
+        {"message_id": expect_id, "status": _STATUS},
+        {"reason": expect_str},
+    ),
+    "run.start": ({"run_id": expect_id}, {"in_reply_to": expect_id}),
+    "run.end": ({"run_id": expect_id, "status": _STATUS}, {"reason": expect_str}),
+    "run.cancel": ({"run_id": expect_id}, {"reason": expect_str}),
+    "tool.call": (
+        {"tool_call_id": expect_name, "tool_name": expect_name, "input": _json},
+        {"run_id": expect_id},
+    ),
+    "tool.result": (
+        {"tool_call_id": expect_name, "output": _json},
+        {"run_id": expect_id, "tool_name": expect_name, "is_error": expect_bool},
+    ),
+    "control.request": (
+        {"request_id": expect_id, "mode": _choice(*CONTROL_MODES)},
+        {"reason": expect_str},
+    ),
+    "control.accept": ({"request_id": expect_id}, {}),
+    "control.release": ({}, {"to": expect_name}),
+    "participant.joined": ({"participant": _participant}, {}),
+    "participant.left": ({"participant": _participant}, {}),
+    "note": ({"text": expect_str}, {}),
+    "session.updated": (
+        {},
+        {
+            "customer": expect_name,
+            "channel": expect_name,
+            "priority": expect_int,
+            "language": expect_name,
+            "tags": _tags,
+            "attributes": expect_object,
+        },
+    ),
+    "session.closed": ({}, {"reason": expect_str}),
+    "redaction": ({"offset": parse_target_offset}, {"reason": expect_str}),
+}
+
+_STORED_ONLY: Final[dict[str, dict[str, _Check]]] = {
+    "message": {"start_offset": parse_target_offset},
+    "message.start": {"start_offset": parse_target_offset, "parts": parse_parts},
+    "message.delta": {"start_offset": parse_target_offset},
+    "message.end": {"start_offset": parse_target_offset},
+}
+
+EVENT_TYPES: Final = tuple(sorted(_SPECS))
+"""Every type of the event table; applications add ``x.<name>`` types."""
+
+
+def is_event_type(name: str) -> bool:
+    """Whether ``name`` is a known type or an application type ``x.<name>``."""
+    return name in _SPECS or (
+        len(name) <= _APP_TYPE_LIMIT and _APP_TYPE.match(name) is not None
+    )
+
+
+def default_visibility(event_type: str) -> Visibility:
+    """The visibility of a draft that names none.
+
+    ``staff`` for ``tool.call``, ``tool.result`` and ``note``; ``all`` for the
+    rest. (A delta or end of a message, and the end of a run, take the
+    visibility of what they continue: :class:`SessionState` decides those.)
+    """
+    return "staff" if event_type in _STAFF_BY_DEFAULT else "all"
+
+
+def check_visibility(event_type: str, visibility: str | None, path: str) -> None:
+    """Check a visibility, absent (``None``) or not.
+
+    Raises:
+        InvalidEvent: not ``all`` or ``staff``, or a ``note`` visible to all.
+    """
+    if visibility is None:
+        return
+    expect_choice(visibility, path, VISIBILITIES)
+    if event_type == "note" and visibility != "staff":
+        fail("a note is always staff", path)
+
+
+def check_data(
+    event_type: str, data: dict[str, Any], *, stored: bool, path: str = "data"
+) -> None:
+    """Check the ``data`` of a known or application event type.
+
+    Args:
+        event_type: A type for which :func:`is_event_type` holds.
+        data: The JSON object.
+        stored: Whether this is a stored event's data, which may carry the
+            fields the server sets (``start_offset``).
+        path: Where ``data`` is, for error messages.
+
+    Raises:
+        InvalidEvent: a missing, unknown or mistyped field.
+    """
+    spec = _SPECS.get(event_type)
+    if spec is None:
+        return  # x.<name>: any object
+    required, optional = spec
+    if stored and event_type in _STORED_ONLY:
+        optional = {**optional, **_STORED_ONLY[event_type]}
+    check_keys(data, path, required, optional)
+    for key, value in data.items():
+        (required.get(key) or optional[key])(value, f"{path}.{key}")
+    if event_type == "message.delta":
+        _check_delta(data, path)
+    elif event_type == "session.updated" and not data:
+        fail("must change at least one field", path)
+
+
+def _check_delta(data: dict[str, Any], path: str) -> None:
+    part_type = data["part_type"]
+    if part_type in TEXT_PART_TYPES:
+        if "text" not in data or "data" in data:
+            fail(f"a {part_type} delta carries text, not data", path)
+    elif "data" not in data or "text" in data:
+        fail(f"a {part_type} delta carries data, not text", path)
+    else:
+        parse_part_body(part_type, data["data"], f"{path}.data")

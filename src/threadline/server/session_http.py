@@ -1,0 +1,384 @@
+"""The session HTTP API under ``/v1/sessions`` and ``/v1/me/sessions``.
+
+Control routes on Starlette; every route authenticates a bearer token (or a
+read-only ``?ticket=`` on reads) and checks that the token reaches the
+session: its ``sessions`` globs match, and a customer is the session's
+customer. Reads and offsets are in the reader's view (see
+:mod:`threadline.server.sessions`), so a customer's answers never depend on
+staff events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Final
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from ..auth import AuthError, Claims
+from ..exceptions import (
+    InvalidEvent,
+    InvalidOffset,
+    ProtocolError,
+    SessionRuleError,
+    TailMismatch,
+    ThreadlineError,
+)
+from ..protocol.actors import Actor
+from ..protocol.events import EventDraft
+from ..protocol.offsets import NOW, Offset, parse_offset_param
+from ..storage.base import ReadResult
+from .sessions import SessionInfo, SessionManager, SessionNotFound
+from .stream_codec import status_of
+
+__all__ = ["MAX_BATCH_EVENTS", "MAX_BODY", "build_session_api"]
+
+MAX_BODY: Final = 1024 * 1024
+"""Largest publish body: 1 MiB."""
+MAX_BATCH_EVENTS: Final = 500
+"""Most events in one publish."""
+SSE_SECONDS: Final = 60.0
+"""A session SSE response ends after about this long (±10 %); clients resume."""
+HEARTBEAT_SECONDS: Final = 15.0
+"""An idle session SSE response sends a comment this often."""
+CLOSED_MARK: Final = b',"type":"session.closed",'
+SESSION_ID_CHARS: Final = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-"
+)
+
+Authenticate = Callable[[Request], Awaitable[Claims]]
+
+
+def _json(
+    body: object, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        orjson.dumps(body),
+        status_code=status,
+        media_type="application/json",
+        headers={"cache-control": "no-store", **(headers or {})},
+    )
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> Response:
+    return _json({"error": {"code": code, "message": message, **extra}}, status)
+
+
+def _check_session_id(session_id: str) -> None:
+    if not (0 < len(session_id) <= 128 and set(session_id) <= SESSION_ID_CHARS):
+        raise ProtocolError(
+            "session ids match [A-Za-z0-9._:-]{1,128}", "invalid_session_id"
+        )
+
+
+def _actor(claims: Claims, device: str | None) -> Actor:
+    return Actor(claims.sub, claims.role, claims.name, device)  # type: ignore[arg-type]
+
+
+async def _body(request: Request) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+        raise ProtocolError(f"body over {MAX_BODY} bytes", "body_too_large")
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise ProtocolError(f"body over {MAX_BODY} bytes", "body_too_large")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError("body is not valid JSON", "invalid_json") from exc
+
+
+def _drafts(body: Any) -> tuple[list[EventDraft], Offset | None]:
+    """A publish body: one draft, or ``{"events": [...], "expected_offset"?}``."""
+    expected: Offset | None = None
+    if isinstance(body, dict) and "events" in body:
+        items = body["events"]
+        if not isinstance(items, list) or not items:
+            raise InvalidEvent("events must be a non-empty array", "events")
+        if "expected_offset" in body and body["expected_offset"] is not None:
+            if not isinstance(body["expected_offset"], str):
+                raise InvalidOffset("expected_offset must be an offset")
+            expected = Offset.parse(body["expected_offset"])
+    else:
+        items = [body]
+    if len(items) > MAX_BATCH_EVENTS:
+        raise ProtocolError(
+            f"at most {MAX_BATCH_EVENTS} events per publish", "batch_too_large"
+        )
+    return [EventDraft.parse(item) for item in items], expected
+
+
+class _SessionAPI:
+    def __init__(self, sessions: SessionManager, authenticate: Authenticate) -> None:
+        self.sessions = sessions
+        self.authenticate = authenticate
+
+    async def _reach(
+        self, request: Request, session_id: str
+    ) -> tuple[Claims, SessionInfo]:
+        """Authenticate and check the token reaches the session."""
+        claims = await self.authenticate(request)
+        _check_session_id(session_id)
+        if not claims.may_access_session(session_id):
+            raise AuthError(
+                f"token does not reach session {session_id!r}", "forbidden", 403
+            )
+        info = await self.sessions.info(claims.tenant, session_id)
+        if claims.role == "customer" and info.customer != claims.sub:
+            # Not "forbidden": a customer learns nothing of others' sessions.
+            raise SessionNotFound(f"no session {session_id!r}")
+        return claims, info
+
+    # Routes
+
+    async def create(self, request: Request) -> Response:
+        claims = await self.authenticate(request)
+        body = await _body(request)
+        if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+            raise ProtocolError("body must be an object with an id", "invalid_session")
+        session_id = body["id"]
+        _check_session_id(session_id)
+        if not claims.may_access_session(session_id):
+            raise AuthError(
+                f"token does not reach session {session_id!r}", "forbidden", 403
+            )
+        metadata = body.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise ProtocolError("metadata must be an object", "invalid_session")
+        if claims.role == "customer":
+            customer: str | None = claims.sub  # a customer creates their own
+        elif claims.role == "supervisor":
+            raise AuthError("a supervisor does not create sessions", "forbidden", 403)
+        else:
+            customer = body.get("customer")
+            if customer is not None and not isinstance(customer, str):
+                raise ProtocolError(
+                    "customer must be a participant id", "invalid_session"
+                )
+        info, created = await self.sessions.create(
+            claims.tenant, session_id, customer=customer, metadata=metadata
+        )
+        if claims.role == "customer" and info.customer != claims.sub:
+            raise SessionNotFound(f"no session {session_id!r}")
+        return _json(info.to_json(), 201 if created else 200)
+
+    async def state(self, request: Request) -> Response:
+        session_id = request.path_params["session_id"]
+        claims, info = await self._reach(request, session_id)
+        staff = claims.is_staff
+        snapshot = await self.sessions.snapshot(claims.tenant, session_id, staff=staff)
+        snapshot["session"] = info.to_json()
+        snapshot["cursors"] = await self.sessions.cursors(
+            claims.tenant, session_id, staff=staff
+        )
+        return _json(snapshot)
+
+    async def publish(self, request: Request) -> Response:
+        session_id = request.path_params["session_id"]
+        claims, _ = await self._reach(request, session_id)
+        drafts, expected = _drafts(await _body(request))
+        device = request.headers.get("threadline-device")
+        published = await self.sessions.publish(
+            claims.tenant,
+            session_id,
+            _actor(claims, device),
+            drafts,
+            caps=claims.caps,
+            expected_offset=expected,
+        )
+        return _json(
+            {
+                "events": [
+                    {"id": p.id, "offset": str(p.offset), "duplicate": p.duplicate}
+                    for p in published
+                ],
+                "offset": str(published[-1].offset),
+            }
+        )
+
+    async def read(self, request: Request) -> Response:
+        session_id = request.path_params["session_id"]
+        claims, _ = await self._reach(request, session_id)
+        staff = claims.is_staff
+        values = request.query_params.getlist("offset")
+        if len(values) > 1:
+            raise InvalidOffset("offset given more than once")
+        offset = parse_offset_param(values[0] if values else None)
+        if offset == NOW:
+            snapshot = await self.sessions.snapshot(
+                claims.tenant, session_id, staff=staff
+            )
+            after: Offset | None = Offset.parse(snapshot["offset"])
+        else:
+            after = offset if isinstance(offset, Offset) else None
+        live = request.query_params.get("live")
+        if live == "sse":
+            last_event_id = request.headers.get("last-event-id")
+            if last_event_id:  # the resume point: Last-Event-ID > offset > -1
+                after = Offset.parse(last_event_id.strip())
+            return self._sse(claims, session_id, after)
+        if live not in (None, "long-poll"):
+            raise ProtocolError(f"unknown live mode {live!r}", "invalid_live")
+        result = await self.sessions.read(
+            claims.tenant, session_id, staff=staff, after=after
+        )
+        if live == "long-poll" and not result.records:
+            await self.sessions.wait(
+                claims.tenant,
+                session_id,
+                staff=staff,
+                after=result.next_offset,
+                timeout=self.long_poll_timeout,
+            )
+            result = await self.sessions.read(
+                claims.tenant, session_id, staff=staff, after=after
+            )
+        return _events_response(request, result)
+
+    long_poll_timeout: float = 20.0
+    draining: asyncio.Event | None = None
+
+    def _sse(self, claims: Claims, session_id: str, after: Offset | None) -> Response:
+        """Session SSE: one event per log event (``id:`` offset), control events."""
+        sessions, staff, tenant = self.sessions, claims.is_staff, claims.tenant
+        draining = self.draining
+
+        async def stream() -> AsyncIterator[bytes]:
+            position = after
+            deadline = time.monotonic() + SSE_SECONDS * random.uniform(0.9, 1.1)
+            while True:
+                try:
+                    result = await sessions.read(
+                        tenant, session_id, staff=staff, after=position
+                    )
+                except SessionNotFound:
+                    yield _control("gone")
+                    return
+                if result.records:
+                    yield b"".join(
+                        b"id: %s\ndata: %s\n\n" % (str(r.offset).encode(), r.data)
+                        for r in result.records
+                    )
+                    position = result.next_offset
+                    if any(CLOSED_MARK in r.data for r in result.records):
+                        yield _control("closed", position)
+                        return
+                    if not result.up_to_date:
+                        continue
+                elif position is None:
+                    position = result.next_offset
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (draining is not None and draining.is_set()):
+                    yield _control("resume", position)
+                    return
+                woke = await sessions.wait(
+                    tenant,
+                    session_id,
+                    staff=staff,
+                    after=result.next_offset,
+                    timeout=min(HEARTBEAT_SECONDS, remaining),
+                )
+                if not woke:
+                    yield b": heartbeat\n\n"
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+
+    async def cursor(self, request: Request) -> Response:
+        session_id = request.path_params["session_id"]
+        claims, _ = await self._reach(request, session_id)
+        body = await _body(request)
+        if not isinstance(body, dict) or not isinstance(body.get("offset"), str):
+            raise InvalidOffset('body must be {"offset": ...}')
+        moved = await self.sessions.set_cursor(
+            claims.tenant,
+            session_id,
+            claims.sub,
+            Offset.parse(body["offset"]),
+            staff=claims.is_staff,
+        )
+        return _json({"offset": str(moved)})
+
+    async def my_sessions(self, request: Request) -> Response:
+        claims = await self.authenticate(request)
+        listed = await self.sessions.my_sessions(
+            claims.tenant, claims.sub, staff=claims.is_staff
+        )
+        return _json({"sessions": listed})
+
+
+def _control(kind: str, offset: Offset | None = None) -> bytes:
+    """A control event (no ``id``): ``gone``, ``closed`` or ``resume``."""
+    body: dict[str, str] = {"type": kind}
+    if offset is not None:
+        body["offset"] = str(offset)
+    return b"event: control\ndata: " + orjson.dumps(body) + b"\n\n"
+
+
+def _events_response(request: Request, result: ReadResult) -> Response:
+    body = b"[" + b",".join(record.data for record in result.records) + b"]"
+    start = request.query_params.get("offset", "-1")
+    etag = f'"{start}:{result.next_offset}"'
+    headers = {
+        "stream-next-offset": str(result.next_offset),
+        "etag": etag,
+        "cache-control": "private, no-cache",
+        "vary": "Authorization",
+    }
+    if result.up_to_date:
+        headers["stream-up-to-date"] = "true"
+    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+def build_session_api(
+    sessions: SessionManager,
+    authenticate: Authenticate,
+    *,
+    long_poll_timeout: float = 20.0,
+    draining: asyncio.Event | None = None,
+) -> Starlette:
+    """The Starlette app for ``/v1/sessions`` and ``/v1/me/sessions``."""
+    api = _SessionAPI(sessions, authenticate)
+    api.long_poll_timeout = long_poll_timeout
+    api.draining = draining
+
+    async def on_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ThreadlineError)
+        if isinstance(exc, AuthError):
+            return _error(exc.status, exc.code, str(exc))
+        if isinstance(exc, SessionRuleError):
+            extra: dict[str, Any] = {}
+            expected = getattr(exc, "expected", None)
+            if expected is not None:
+                extra["expected"] = expected
+            return _error(exc.status, exc.code, str(exc), **extra)
+        if isinstance(exc, TailMismatch):
+            return _error(412, exc.code, str(exc), offset=str(exc.tail))
+        if isinstance(exc, InvalidEvent):
+            return _error(400, exc.code, str(exc))
+        status, _ = status_of(exc)
+        return _error(status, exc.code, str(exc))
+
+    routes = [
+        Route("/v1/sessions", api.create, methods=["POST"]),
+        Route("/v1/sessions/{session_id}", api.state, methods=["GET"]),
+        Route("/v1/sessions/{session_id}/events", api.publish, methods=["POST"]),
+        Route("/v1/sessions/{session_id}/events", api.read, methods=["GET"]),
+        Route("/v1/sessions/{session_id}/cursor", api.cursor, methods=["PUT"]),
+        Route("/v1/me/sessions", api.my_sessions, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={ThreadlineError: on_error})

@@ -1,0 +1,711 @@
+"""SessionManager: sessions on the log store — publish, read, state, cursors.
+
+Each session is two logs in its tenant:
+
+* ``session:{id}``, the **staff view**: every event, in the one total order,
+  each envelope carrying its offset here and the audit chain's hashes;
+* ``session.all:{id}``, the **customer view**: the events visible to all, in
+  the same order, with offsets and a hash chain of their own.
+
+A customer therefore reads a log in which staff events do not exist: no gap
+in the offsets, no tail, ETag, wake-up or ``prev_hash`` betrays them
+(PRODUCT.md guarantee 5). Both copies of an event are written in the same
+transaction, so the two views can never disagree.
+
+Every publish runs as one :meth:`LogStore.transact`: exactly-once dedupe by
+(actor, event id), validation by the sans-I/O
+:class:`~threadline.protocol.state.SessionState`, the envelopes with their
+hashes, and the derived state (the folded state, the idempotency index,
+folded messages, cursors, memberships) all commit together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+from ..exceptions import (
+    LogNotFound,
+    OffsetGone,
+    ProtocolError,
+    SessionRuleError,
+    TailMismatch,
+)
+from ..protocol.actors import Actor, Role
+from ..protocol.audit import canonical_json, data_digest, event_hash
+from ..protocol.events import GENESIS_HASH, Event, EventDraft, format_ts
+from ..protocol.offsets import Offset
+from ..protocol.state import SessionState
+from ..storage.base import LogConfig, LogKey, LogStore, ReadResult
+from ..storage.index import Txn
+
+__all__ = [
+    "ALL_PREFIX",
+    "FULL_PREFIX",
+    "IdConflict",
+    "Published",
+    "SessionInfo",
+    "SessionManager",
+    "SessionNotFound",
+]
+
+FULL_PREFIX: Final = "session:"
+ALL_PREFIX: Final = "session.all:"
+JSON_TYPE: Final = "application/json"
+_MESSAGE_TYPES: Final = frozenset(
+    {"message", "message.start", "message.delta", "message.end"}
+)
+
+# Index tables
+SESSIONS: Final = "sessions"  # {id} -> session document
+STATE: Final = "state"  # {id} -> working state (SessionState + chain tips)
+IDS: Final = "ids"  # {id}\n{actor}\n{event id} -> the original offsets
+MESSAGES: Final = "messages"  # {id}\n{full start offset} -> folded message
+CURSORS: Final = "cursors"  # {id}\n{participant} -> offset in their view
+MEMBERS: Final = "members"  # {participant}\n{id} -> membership
+
+
+class SessionNotFound(SessionRuleError):
+    """No session with that id in the tenant (404)."""
+
+    code = "session_not_found"
+    status = 404
+
+
+class IdConflict(SessionRuleError):
+    """An event id was used before by the same actor with another body (409)."""
+
+    code = "id_conflict"
+    status = 409
+
+
+def full_key(tenant: str, session_id: str) -> LogKey:
+    """The staff view's log."""
+    return LogKey(tenant, FULL_PREFIX + session_id)
+
+
+def all_key(tenant: str, session_id: str) -> LogKey:
+    """The customer view's log."""
+    return LogKey(tenant, ALL_PREFIX + session_id)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """A session's document: who it belongs to and its routing metadata."""
+
+    id: str
+    customer: str | None
+    metadata: dict[str, Any]
+    created: str
+    controller_role: Role | None = "ai"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "customer": self.customer,
+            "metadata": self.metadata,
+            "created": self.created,
+            "controller_role": self.controller_role,
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> SessionInfo:
+        return cls(
+            obj["id"],
+            obj["customer"],
+            obj["metadata"],
+            obj["created"],
+            obj["controller_role"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """One published draft: where it went, in the publisher's view."""
+
+    id: str
+    offset: Offset
+    duplicate: bool = False
+    """A retry: the event was stored before; ``offset`` is the original."""
+
+
+@dataclass(slots=True)
+class _Working:
+    """A session's derived state as of the working tail (cached across writes)."""
+
+    state: SessionState
+    full_tail: Offset
+    all_tail: Offset
+    tip: str = GENESIS_HASH
+    all_tip: str = GENESIS_HASH
+    all_starts: dict[str, str] = field(default_factory=dict)
+    """Open messages visible to all: their start offset in the customer view."""
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "state": self.state.to_json(),
+                "full_tail": str(self.full_tail),
+                "all_tail": str(self.all_tail),
+                "tip": self.tip,
+                "all_tip": self.all_tip,
+                "all_starts": self.all_starts,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> _Working:
+        obj = orjson.loads(raw)
+        return cls(
+            SessionState.from_json(obj["state"]),
+            Offset.parse(obj["full_tail"]),
+            Offset.parse(obj["all_tail"]),
+            obj["tip"],
+            obj["all_tip"],
+            obj["all_starts"],
+        )
+
+
+@dataclass(slots=True)
+class _Stored:
+    """The events one publish stored, per view."""
+
+    full: list[bytes] = field(default_factory=list)
+    visible: list[bytes] = field(default_factory=list)
+
+
+def draft_digest(draft: EventDraft) -> str:
+    """What a retry must repeat exactly: the draft's canonical JSON, hashed."""
+    return hashlib.sha256(canonical_json(draft.to_json())).hexdigest()
+
+
+def _ids_key(session_id: str, actor: Actor, event_id: str) -> str:
+    return f"{session_id}\n{actor.id}\n{event_id}"
+
+
+class SessionManager:
+    """Sessions of every tenant on one log store.
+
+    Working state is cached per session between writes and checked against
+    the store's working tails on every use, so a rolled-back commit can never
+    leave a stale cache behind.
+    """
+
+    def __init__(
+        self, store: LogStore, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.store = store
+        self._clock = clock
+        self._working: dict[tuple[str, str], _Working] = {}
+
+    # Sessions
+
+    async def create(
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        customer: str | None,
+        metadata: dict[str, Any] | None = None,
+        controller_role: Role | None = "ai",
+    ) -> tuple[SessionInfo, bool]:
+        """Create a session, or return the existing one (``created`` False).
+
+        An existing session is returned as it is, whatever ``customer`` and
+        ``metadata`` say: creating is "ensure".
+        """
+        await self.store.create(full_key(tenant, session_id), LogConfig(JSON_TYPE))
+        await self.store.create(all_key(tenant, session_id), LogConfig(JSON_TYPE))
+        info = SessionInfo(
+            session_id,
+            customer,
+            dict(metadata or {}),
+            format_ts(self._clock()),
+            controller_role,
+        )
+
+        def ensure(txn: Txn) -> tuple[SessionInfo, bool]:
+            existing = txn.get(SESSIONS, session_id)
+            if existing is not None:
+                return SessionInfo.from_json(orjson.loads(existing)), False
+            txn.put(SESSIONS, session_id, orjson.dumps(info.to_json()))
+            state = SessionState(customer, controller_role=controller_role)
+            working = _Working(
+                state,
+                txn.info(FULL_PREFIX + session_id).tail,
+                txn.info(ALL_PREFIX + session_id).tail,
+            )
+            txn.put(STATE, session_id, working.to_json())
+            if customer is not None:
+                txn.put(MEMBERS, f"{customer}\n{session_id}", b'{"role":"customer"}')
+            return info, True
+
+        return await self.store.transact(tenant, ensure)
+
+    async def info(self, tenant: str, session_id: str) -> SessionInfo:
+        """The session's document.
+
+        Raises:
+            SessionNotFound: no such session.
+        """
+        raw = await self.store.index.get(tenant, SESSIONS, session_id)
+        if raw is None:
+            raise SessionNotFound(f"no session {session_id!r}")
+        return SessionInfo.from_json(orjson.loads(raw))
+
+    # Publishing
+
+    def _load(self, txn: Txn, session_id: str) -> _Working:
+        """The working state, from the cache if it still matches the store."""
+        try:
+            full_tail = txn.info(FULL_PREFIX + session_id).tail
+        except LogNotFound as exc:
+            raise SessionNotFound(f"no session {session_id!r}") from exc
+        cached = self._working.get((txn.tenant, session_id))
+        if cached is not None and cached.full_tail == full_tail:
+            return cached
+        raw = txn.get(STATE, session_id)
+        if raw is None:
+            raise SessionNotFound(f"no session {session_id!r}")
+        working = _Working.from_json(raw)
+        if working.full_tail != full_tail:
+            raise RuntimeError(f"session {session_id}: state and log disagree")
+        self._working[(txn.tenant, session_id)] = working
+        return working
+
+    async def publish(
+        self,
+        tenant: str,
+        session_id: str,
+        actor: Actor,
+        drafts: Sequence[EventDraft],
+        *,
+        caps: Collection[str] = (),
+        expected_offset: Offset | None = None,
+    ) -> list[Published]:
+        """Publish drafts as ``actor``, all or nothing, each exactly once.
+
+        A draft whose (actor, id) was stored before is a retry: it is not
+        stored again and gets its original offset, provided its body is the
+        same (else :class:`IdConflict`). Dedupe runs before validation.
+        Offsets are in the publisher's view (customer: visible to all).
+
+        Raises:
+            SessionNotFound, IdConflict, TailMismatch (``expected_offset``),
+            and the :class:`SessionRuleError` family of the rules.
+        """
+        staff = actor.is_staff
+        key = (tenant, session_id)
+
+        def run(txn: Txn) -> list[Published]:
+            working = self._load(txn, session_id)
+            try:
+                return self._publish(
+                    txn,
+                    working,
+                    session_id,
+                    actor,
+                    drafts,
+                    caps,
+                    expected_offset,
+                    staff,
+                )
+            except BaseException:
+                self._working.pop(key, None)  # it may hold half a batch
+                raise
+
+        # A commit that fails after ``run`` leaves the cache ahead of the store;
+        # ``_load`` notices (the tails differ) and reloads.
+        return await self.store.transact(tenant, run)
+
+    def _publish(
+        self,
+        txn: Txn,
+        working: _Working,
+        session_id: str,
+        actor: Actor,
+        drafts: Sequence[EventDraft],
+        caps: Collection[str],
+        expected_offset: Offset | None,
+        staff: bool,
+    ) -> list[Published]:
+        if expected_offset is not None:
+            tail = working.full_tail if staff else working.all_tail
+            if expected_offset != tail:
+                raise TailMismatch(tail)
+        now = self._clock()
+        ts = format_ts(now)
+        results: list[Published] = []
+        stored = _Stored()
+        for draft in drafts:
+            ids_key = _ids_key(session_id, actor, draft.id)
+            digest = draft_digest(draft)
+            prior = txn.get(IDS, ids_key)
+            if prior is not None:
+                original = orjson.loads(prior)
+                if original["digest"] != digest:
+                    raise IdConflict(
+                        f"event id {draft.id!r} was used with another body"
+                    )
+                offset = original["full"] if staff else original["all"]
+                if offset is None:
+                    raise IdConflict(f"event id {draft.id!r} names a staff event")
+                results.append(Published(draft.id, Offset.parse(offset), True))
+                continue
+            accepted = working.state.validate(draft, actor, caps=caps)
+            mine: dict[str, str | None] = {"full": None, "all": None}
+            for entry_actor, entry in accepted.entries():
+                full_offset, all_offset = self._store_event(
+                    txn, session_id, working, stored, entry_actor, entry, ts
+                )
+                if entry is accepted.draft:
+                    mine = {
+                        "full": str(full_offset),
+                        "all": None if all_offset is None else str(all_offset),
+                    }
+            txn.put(IDS, ids_key, orjson.dumps({"digest": digest, **mine}))
+            offset = mine["full"] if staff else mine["all"]
+            assert offset is not None  # a customer's events are visible to all
+            results.append(Published(draft.id, Offset.parse(offset)))
+        if not actor.is_server:
+            member = f"{actor.id}\n{session_id}"
+            if txn.get(MEMBERS, member) is None:
+                txn.put(MEMBERS, member, b"{}")
+        if stored.full:
+            txn.append(FULL_PREFIX + session_id, stored.full)
+            if stored.visible:
+                txn.append(ALL_PREFIX + session_id, stored.visible)
+            txn.put(STATE, session_id, working.to_json())
+        return results
+
+    def _store_event(
+        self,
+        txn: Txn,
+        session_id: str,
+        working: _Working,
+        stored: _Stored,
+        actor: Actor,
+        draft: EventDraft,
+        ts: str,
+    ) -> tuple[Offset, Offset | None]:
+        """Make the envelope(s) of one accepted draft, fold it in, index it."""
+        visibility = draft.visibility
+        assert visibility is not None
+        full_offset = Offset(
+            working.full_tail.generation, working.full_tail.position + 1
+        )
+        all_offset = None
+        if visibility == "all":
+            all_offset = Offset(
+                working.all_tail.generation, working.all_tail.position + 1
+            )
+        message_id = (
+            draft.data.get("message_id") if draft.type in _MESSAGE_TYPES else None
+        )
+        full_data, all_data = draft.data, draft.data
+        opened = None
+        if message_id is not None:
+            # Every message event carries its message's start offset (per view).
+            opened = working.state.messages.get(message_id)
+            if draft.type in ("message", "message.start") or opened is None:
+                full_start, all_start = str(full_offset), str(all_offset)
+            else:
+                full_start = str(opened.start_offset)
+                all_start = working.all_starts.get(message_id, "")
+            full_data = {**draft.data, "start_offset": full_start}
+            if all_offset is not None:
+                all_data = {**draft.data, "start_offset": all_start}
+        event = self._envelope(draft, full_data, full_offset, ts, actor, working.tip)
+        stored.full.append(event.serialize())
+        if draft.type == "message.end" and opened is not None:
+            self._fold_message(txn, session_id, working, opened, event, all_offset)
+        elif draft.type == "message":
+            self._index_message(txn, session_id, event, all_offset, draft.data["parts"])
+        working.state.apply(event)
+        working.full_tail, working.tip = full_offset, event.hash
+        if all_offset is None:
+            return full_offset, None
+        visible = self._envelope(
+            draft, all_data, all_offset, ts, actor, working.all_tip
+        )
+        stored.visible.append(visible.serialize())
+        working.all_tail, working.all_tip = all_offset, visible.hash
+        if message_id is not None:
+            if draft.type == "message.start":
+                working.all_starts[message_id] = str(all_offset)
+            elif draft.type == "message.end":
+                working.all_starts.pop(message_id, None)
+        return full_offset, all_offset
+
+    @staticmethod
+    def _envelope(
+        draft: EventDraft,
+        data: dict[str, Any],
+        offset: Offset,
+        ts: str,
+        actor: Actor,
+        prev_hash: str,
+    ) -> Event:
+        assert draft.visibility is not None
+        digest = data_digest(data)
+        chained = event_hash(
+            prev_hash=prev_hash,
+            offset=str(offset),
+            ts=ts,
+            type=draft.type,
+            actor=actor.to_json(),
+            visibility=draft.visibility,
+            id=draft.id,
+            data_sha256=digest,
+        )
+        stored = EventDraft(
+            draft.type, draft.id, data, draft.visibility, draft.trace_id
+        )
+        return stored.to_event(
+            offset=offset, ts=ts, actor=actor, prev_hash=prev_hash, hash=chained
+        )
+
+    def _fold_message(
+        self,
+        txn: Txn,
+        session_id: str,
+        working: _Working,
+        opened: Any,
+        end: Event,
+        all_offset: Offset | None,
+    ) -> None:
+        """At ``message.end``, store the folded message (compaction in O(messages))."""
+        folded = {
+            "message_id": opened.message_id,
+            "role": opened.role,
+            "actor": opened.producer.to_json(),
+            "visibility": opened.visibility,
+            "run_id": opened.run_id,
+            "parts": [part.to_json() for part in opened.fold.parts()],
+            "status": end.data["status"],
+            "reason": end.data.get("reason"),
+            "start_offset": str(opened.start_offset),
+            "end_offset": str(end.offset),
+            "all_start_offset": working.all_starts.get(opened.message_id),
+            "all_end_offset": None if all_offset is None else str(all_offset),
+        }
+        key = f"{session_id}\n{opened.start_offset}"
+        txn.put(MESSAGES, key, orjson.dumps(folded))
+
+    def _index_message(
+        self,
+        txn: Txn,
+        session_id: str,
+        event: Event,
+        all_offset: Offset | None,
+        parts: list[Any],
+    ) -> None:
+        """A complete ``message`` is its own folded message."""
+        offset = str(event.offset)
+        folded = {
+            "message_id": event.data["message_id"],
+            "role": event.data["role"],
+            "actor": event.actor.to_json(),
+            "visibility": event.visibility,
+            "run_id": event.data.get("run_id"),
+            "parts": parts,
+            "status": "complete",
+            "reason": None,
+            "start_offset": offset,
+            "end_offset": offset,
+            "all_start_offset": None if all_offset is None else str(all_offset),
+            "all_end_offset": None if all_offset is None else str(all_offset),
+        }
+        txn.put(MESSAGES, f"{session_id}\n{offset}", orjson.dumps(folded))
+
+    # Cursors and "my sessions"
+
+    async def set_cursor(
+        self,
+        tenant: str,
+        session_id: str,
+        participant: str,
+        offset: Offset,
+        *,
+        staff: bool,
+    ) -> Offset:
+        """Move a participant's cursor forward (never back), clamped to the tail.
+
+        Returns:
+            The cursor after the move.
+
+        Raises:
+            SessionNotFound, OffsetGone, InvalidOffset.
+        """
+        view = FULL_PREFIX if staff else ALL_PREFIX
+        key = f"{session_id}\n{participant}"
+
+        def move(txn: Txn) -> Offset:
+            try:
+                info = txn.info(view + session_id)
+            except LogNotFound as exc:
+                raise SessionNotFound(f"no session {session_id!r}") from exc
+            if offset.generation not in (0, info.generation):
+                raise OffsetGone(info.earliest, info.tail)
+            target = min(offset.position, info.tail.position)
+            current = txn.get(CURSORS, key)
+            if current is not None:
+                target = max(
+                    target, Offset.parse(orjson.loads(current)["offset"]).position
+                )
+            moved = Offset(info.generation, target)
+            txn.put(CURSORS, key, orjson.dumps({"offset": str(moved), "staff": staff}))
+            txn.put(MEMBERS, f"{participant}\n{session_id}", b"{}")
+            return moved
+
+        return await self.store.transact(tenant, move)
+
+    async def cursors(
+        self, tenant: str, session_id: str, *, staff: bool
+    ) -> list[dict[str, str]]:
+        """Participants' cursors (read receipts) a reader may see.
+
+        A customer sees the cursors kept in the customer view only: a staff
+        cursor is a staff-view offset, which would reveal staff events.
+        """
+        found = await self.store.index.scan(
+            tenant, CURSORS, f"{session_id}\n", limit=1000
+        )
+        out = []
+        for key, raw in found:
+            cursor = orjson.loads(raw)
+            if staff or not cursor["staff"]:
+                out.append(
+                    {"participant": key.split("\n", 1)[1], "offset": cursor["offset"]}
+                )
+        return out
+
+    async def my_sessions(
+        self, tenant: str, participant: str, *, staff: bool
+    ) -> list[dict[str, Any]]:
+        """The participant's sessions, with offset, unread, controller, in flight."""
+        members = await self.store.index.scan(
+            tenant, MEMBERS, f"{participant}\n", limit=1000
+        )
+        listed = []
+        for key, _ in members:
+            session_id = key.split("\n", 1)[1]
+            try:
+                info = await self.info(tenant, session_id)
+                snapshot = await self.snapshot(tenant, session_id, staff=staff)
+            except SessionNotFound:
+                continue
+            cursor_raw = await self.store.index.get(
+                tenant, CURSORS, f"{session_id}\n{participant}"
+            )
+            cursor = None if cursor_raw is None else orjson.loads(cursor_raw)["offset"]
+            listed.append(
+                {
+                    "session": info.to_json(),
+                    "offset": snapshot["offset"],
+                    "cursor": cursor,
+                    "unread": await self._unread(
+                        tenant, session_id, participant, cursor, staff
+                    ),
+                    "controller": snapshot["controller"],
+                    "in_flight": bool(snapshot["messages"]),
+                }
+            )
+        return listed
+
+    async def _unread(
+        self,
+        tenant: str,
+        session_id: str,
+        participant: str,
+        cursor: str | None,
+        staff: bool,
+    ) -> int:
+        """Messages the reader can see, by someone else, after their cursor."""
+        after = None if cursor is None else Offset.parse(cursor)
+        count = 0
+        page_after: str | None = None
+        while True:
+            page = await self.store.index.scan(
+                tenant, MESSAGES, f"{session_id}\n", after=page_after, limit=1000
+            )
+            for _, raw in page:
+                folded = orjson.loads(raw)
+                end = folded["end_offset"] if staff else folded["all_end_offset"]
+                if end is None or folded["actor"]["id"] == participant:
+                    continue
+                if after is None or Offset.parse(end) > after:
+                    count += 1
+            if len(page) < 1000:
+                return count
+            page_after = page[-1][0]
+
+    # Reading
+
+    def view_key(self, tenant: str, session_id: str, *, staff: bool) -> LogKey:
+        """The log a reader reads: the staff view or the customer view."""
+        return full_key(tenant, session_id) if staff else all_key(tenant, session_id)
+
+    async def read(
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        staff: bool,
+        after: Offset | None,
+        max_bytes: int = 1 << 20,
+    ) -> ReadResult:
+        """Stored envelopes after ``after`` in the reader's view.
+
+        Raises:
+            SessionNotFound, OffsetGone, InvalidOffset.
+        """
+        try:
+            return await self.store.read(
+                self.view_key(tenant, session_id, staff=staff),
+                after,
+                max_bytes=max_bytes,
+            )
+        except LogNotFound as exc:
+            raise SessionNotFound(f"no session {session_id!r}") from exc
+
+    async def wait(
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        staff: bool,
+        after: Offset,
+        timeout: float,
+    ) -> bool:
+        """Wait for an event after ``after`` in the reader's view."""
+        key = self.view_key(tenant, session_id, staff=staff)
+        try:
+            return await self.store.wait(key, after, timeout)
+        except LogNotFound as exc:
+            raise SessionNotFound(f"no session {session_id!r}") from exc
+
+    async def snapshot(
+        self, tenant: str, session_id: str, *, staff: bool
+    ) -> dict[str, Any]:
+        """The state snapshot a reader may see, with the tail of its view."""
+        raw = await self.store.index.get(tenant, STATE, session_id)
+        if raw is None:
+            raise SessionNotFound(f"no session {session_id!r}")
+        working = _Working.from_json(raw)
+        snapshot = working.state.snapshot(staff=staff)
+        snapshot["offset"] = str(working.full_tail if staff else working.all_tail)
+        return snapshot
+
+    @staticmethod
+    def parse_events(raw: Sequence[bytes]) -> list[Event]:
+        """Decode stored envelopes (trusted: the server wrote them)."""
+        try:
+            return [Event.parse(orjson.loads(data)) for data in raw]
+        except orjson.JSONDecodeError as exc:  # pragma: no cover - corrupt store
+            raise ProtocolError("stored event is not JSON") from exc

@@ -1,0 +1,217 @@
+"""The session HTTP API: create, publish, read, state, cursors, my sessions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.server.conftest import SECRET
+from tests.server.harness import asgi_client
+from threadline.auth import create_token
+from threadline.server import Config, create_app
+
+
+def token(sub: str, role: str, sessions: list[str] | None = None, **extra: Any) -> str:
+    globs = sessions if sessions is not None else ["**"]
+    return create_token(SECRET, sub=sub, role=role, sessions=globs, **extra)
+
+
+def auth(sub: str, role: str, sessions: list[str] | None = None) -> dict[str, str]:
+    return {"authorization": f"Bearer {token(sub, role, sessions)}"}
+
+
+CUSTOMER = auth("cust_42", "customer", ["order-1"])
+OTHER_CUSTOMER = auth("cust_99", "customer", ["order-1"])
+AI = auth("bot", "ai")
+SERVICE = auth("svc", "service")
+
+
+def message(event_id: str, text: str, role: str = "user") -> dict[str, Any]:
+    return {
+        "type": "message",
+        "id": event_id,
+        "data": {
+            "message_id": f"m-{event_id}",
+            "role": role,
+            "parts": [{"type": "text", "text": text}],
+        },
+    }
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(Config(store="memory://", auth=True, secret=SECRET))
+    async with asgi_client(app) as client:
+        yield client
+
+
+async def create(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/sessions", json={"id": "order-1"}, headers=CUSTOMER
+    )
+    assert response.status_code == 201, response.text
+
+
+async def test_customer_creates_own_session(client: httpx.AsyncClient) -> None:
+    """A customer creating a session becomes its customer; again is 200."""
+    await create(client)
+    again = await client.post("/v1/sessions", json={"id": "order-1"}, headers=CUSTOMER)
+    assert again.status_code == 200
+    assert again.json()["customer"] == "cust_42"
+
+
+async def test_publish_and_read_back(client: httpx.AsyncClient) -> None:
+    """Published events come back in order with offsets and the verified actor."""
+    await create(client)
+    published = await client.post(
+        "/v1/sessions/order-1/events", json=message("c1", "hi"), headers=CUSTOMER
+    )
+    assert published.status_code == 200, published.text
+    offset = published.json()["offset"]
+    read = await client.get("/v1/sessions/order-1/events?offset=-1", headers=CUSTOMER)
+    [event] = read.json()
+    assert event["offset"] == offset == read.headers["stream-next-offset"]
+    assert event["actor"]["id"] == "cust_42" and event["actor"]["role"] == "customer"
+    assert read.headers["stream-up-to-date"] == "true"
+
+
+async def test_payload_actor_is_ignored(client: httpx.AsyncClient) -> None:
+    """Whatever actor the payload claims, the stored actor is the token's."""
+    await create(client)
+    forged = {**message("c1", "hi"), "actor": {"id": "agent_7", "role": "agent"}}
+    await client.post("/v1/sessions/order-1/events", json=forged, headers=CUSTOMER)
+    read = await client.get("/v1/sessions/order-1/events", headers=SERVICE)
+    assert read.json()[0]["actor"]["id"] == "cust_42"
+
+
+async def test_staff_event_is_invisible_to_the_customer(
+    client: httpx.AsyncClient,
+) -> None:
+    """A customer's reads, offsets and state never show a staff note."""
+    await create(client)
+    await client.post(
+        "/v1/sessions/order-1/events", json=message("c1", "hi"), headers=CUSTOMER
+    )
+    before = await client.get("/v1/sessions/order-1/events", headers=CUSTOMER)
+    note = {"type": "note", "id": "n1", "data": {"text": "secret whisper"}}
+    staff = await client.post("/v1/sessions/order-1/events", json=note, headers=AI)
+    assert staff.status_code == 200, staff.text
+    after = await client.get("/v1/sessions/order-1/events", headers=CUSTOMER)
+    assert after.content == before.content
+    assert after.headers["etag"] == before.headers["etag"]
+    assert after.headers["stream-next-offset"] == before.headers["stream-next-offset"]
+    state = await client.get("/v1/sessions/order-1", headers=CUSTOMER)
+    assert state.json()["offset"] == before.headers["stream-next-offset"]
+    assert b"secret" not in state.content
+
+
+async def test_retry_returns_original_offset(client: httpx.AsyncClient) -> None:
+    """A retried event id answers with the original offset, marked duplicate."""
+    await create(client)
+    first = await client.post(
+        "/v1/sessions/order-1/events", json=message("c1", "hi"), headers=CUSTOMER
+    )
+    again = await client.post(
+        "/v1/sessions/order-1/events", json=message("c1", "hi"), headers=CUSTOMER
+    )
+    assert again.json()["events"][0] == {**first.json()["events"][0], "duplicate": True}
+    conflict = await client.post(
+        "/v1/sessions/order-1/events", json=message("c1", "other"), headers=CUSTOMER
+    )
+    assert conflict.status_code == 409
+    assert conflict.json()["error"]["code"] == "id_conflict"
+
+
+async def test_batch_with_expected_offset(client: httpx.AsyncClient) -> None:
+    """A batch publishes all events; a stale expected_offset is 412."""
+    await create(client)
+    body = {"events": [message("c1", "a"), message("c2", "b")]}
+    ok = await client.post("/v1/sessions/order-1/events", json=body, headers=CUSTOMER)
+    assert [e["id"] for e in ok.json()["events"]] == ["c1", "c2"]
+    stale = {
+        "events": [message("c3", "c")],
+        "expected_offset": ok.json()["events"][0]["offset"],
+    }
+    refused = await client.post(
+        "/v1/sessions/order-1/events", json=stale, headers=CUSTOMER
+    )
+    assert refused.status_code == 412
+    assert refused.json()["error"]["code"] == "tail_mismatch"
+
+
+async def test_other_customer_learns_nothing(client: httpx.AsyncClient) -> None:
+    """Another customer gets 404 for a session that is not theirs, even with a glob."""
+    await create(client)
+    for request in (
+        client.get("/v1/sessions/order-1", headers=OTHER_CUSTOMER),
+        client.get("/v1/sessions/order-1/events", headers=OTHER_CUSTOMER),
+        client.post(
+            "/v1/sessions/order-1/events",
+            json=message("x", "hi"),
+            headers=OTHER_CUSTOMER,
+        ),
+    ):
+        response = await request
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "session_not_found"
+
+
+async def test_auth_failures(client: httpx.AsyncClient) -> None:
+    """No token, a forged token, or a token without the session glob are refused."""
+    await create(client)
+    url = "/v1/sessions/order-1/events"
+    assert (await client.get(url)).status_code == 401
+    forged = create_token("another-secret-0123456789abcdef01", sub="x", role="service")
+    response = await client.get(url, headers={"authorization": f"Bearer {forged}"})
+    assert response.status_code == 401
+    narrow = auth("bot", "ai", ["other-*"])
+    assert (await client.get(url, headers=narrow)).status_code == 403
+
+
+async def test_invalid_events_are_400_with_a_code(client: httpx.AsyncClient) -> None:
+    """Malformed drafts get 400 with a machine-readable code and change nothing."""
+    await create(client)
+    url = "/v1/sessions/order-1/events"
+    for body in (
+        {"type": "message", "id": "x"},
+        {"type": "nope", "id": "y", "data": {}},
+    ):
+        response = await client.post(url, json=body, headers=CUSTOMER)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"]
+    bad_json = await client.post(url, content=b"{", headers=CUSTOMER)
+    assert bad_json.status_code == 400
+    assert (await client.get(url, headers=CUSTOMER)).json() == []
+
+
+async def test_cursor_moves_forward_and_my_sessions_counts_unread(
+    client: httpx.AsyncClient,
+) -> None:
+    """my-sessions lists the session with unread messages after the cursor."""
+    await create(client)
+    await client.post(
+        "/v1/sessions/order-1/events", json=message("c1", "hi"), headers=CUSTOMER
+    )
+    reply = await client.post(
+        "/v1/sessions/order-1/events",
+        json=message("a1", "hello", "assistant"),
+        headers=AI,
+    )
+    assert reply.status_code == 200, reply.text
+    mine = await client.get("/v1/me/sessions", headers=CUSTOMER)
+    [listed] = mine.json()["sessions"]
+    assert listed["session"]["id"] == "order-1"
+    assert listed["unread"] == 1
+    read = await client.get("/v1/sessions/order-1/events", headers=CUSTOMER)
+    last = read.headers["stream-next-offset"]
+    moved = await client.put(
+        "/v1/sessions/order-1/cursor", json={"offset": last}, headers=CUSTOMER
+    )
+    assert moved.json()["offset"] == last
+    [listed] = (await client.get("/v1/me/sessions", headers=CUSTOMER)).json()[
+        "sessions"
+    ]
+    assert listed["unread"] == 0

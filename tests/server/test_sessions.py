@@ -1,0 +1,290 @@
+"""SessionManager over the log store: views, exactly-once, atomicity, persistence."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import orjson
+import pytest
+
+from threadline.exceptions import (
+    DeltaGap,
+    NotInControl,
+    OffsetGone,
+    SessionRuleError,
+    TailMismatch,
+)
+from threadline.protocol.actors import Actor
+from threadline.protocol.audit import data_digest, event_hash
+from threadline.protocol.events import GENESIS_HASH, Event, EventDraft
+from threadline.protocol.offsets import Offset
+from threadline.server.sessions import (
+    IdConflict,
+    SessionManager,
+    SessionNotFound,
+)
+from threadline.storage.base import LogStore
+from threadline.storage.memory import MemoryLogStore
+from threadline.storage.sqlite import SQLiteLogStore
+
+CUSTOMER = Actor("cust_42", "customer", "Dana", "tab-1")
+AI = Actor("bot", "ai", "Assistant")
+AGENT = Actor("agent_7", "agent", "Sam")
+TENANT = "acme"
+SID = "order-1234"
+
+Opener = Callable[[], Awaitable[LogStore]]
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def opener(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Opener]:
+    """Opens the store; calling it again restarts over the same data."""
+    stores: list[LogStore] = []
+    memory = MemoryLogStore()
+
+    async def open_store() -> LogStore:
+        for running in stores:
+            await running.stop()
+        stores.clear()
+        store: LogStore
+        if request.param == "memory":
+            store = memory
+        else:
+            store = SQLiteLogStore(str(tmp_path / "s.db"))
+        await store.start()
+        stores.append(store)
+        return store
+
+    yield open_store
+    for store in stores:
+        await store.stop()
+
+
+async def manager(opener: Opener) -> SessionManager:
+    sessions = SessionManager(await opener())
+    await sessions.create(
+        TENANT, SID, customer=CUSTOMER.id, metadata={"channel": "web"}
+    )
+    return sessions
+
+
+def message(event_id: str, text: str, role: str = "user") -> EventDraft:
+    parts = [{"type": "text", "text": text}]
+    return EventDraft(
+        "message",
+        event_id,
+        {"message_id": f"m-{event_id}", "role": role, "parts": parts},
+    )
+
+
+def note(event_id: str, text: str) -> EventDraft:
+    return EventDraft("note", event_id, {"text": text})
+
+
+async def events(sessions: SessionManager, *, staff: bool) -> list[Event]:
+    result = await sessions.read(TENANT, SID, staff=staff, after=None)
+    return SessionManager.parse_events([r.data for r in result.records])
+
+
+async def test_publish_returns_offsets_in_the_publishers_view(opener: Opener) -> None:
+    """Staff get staff-view offsets, customers customer-view offsets."""
+    sessions = await manager(opener)
+    [staff_note] = await sessions.publish(TENANT, SID, AI, [note("n1", "whisper")])
+    [said] = await sessions.publish(TENANT, SID, CUSTOMER, [message("c1", "hi")])
+    assert staff_note.offset.position == 1
+    assert said.offset.position == 1  # the customer's first visible event
+
+
+async def test_customer_view_hides_staff_events_entirely(opener: Opener) -> None:
+    """The customer view has no trace of staff events: dense offsets, own chain."""
+    sessions = await manager(opener)
+    await sessions.publish(TENANT, SID, CUSTOMER, [message("c1", "hi")])
+    await sessions.publish(TENANT, SID, AI, [note("n1", "refund limit")])
+    await sessions.publish(TENANT, SID, AI, [message("a1", "hello", "assistant")])
+    visible = await events(sessions, staff=False)
+    assert [e.type for e in visible] == ["message", "message"]
+    assert [e.offset.position for e in visible] == [1, 2]
+    assert visible[1].prev_hash == visible[0].hash
+    assert b"refund" not in b"".join(e.serialize() for e in visible)
+    everything = await events(sessions, staff=True)
+    assert [e.type for e in everything] == ["message", "note", "message"]
+    snapshot = await sessions.snapshot(TENANT, SID, staff=False)
+    assert snapshot["offset"] == str(visible[-1].offset)
+
+
+async def test_hash_chain_links_every_stored_event(opener: Opener) -> None:
+    """Each envelope's hash is the chain hash of its fields and prev_hash."""
+    sessions = await manager(opener)
+    await sessions.publish(TENANT, SID, CUSTOMER, [message("c1", "hi")])
+    await sessions.publish(
+        TENANT, SID, AI, [note("n1", "x"), message("a1", "yo", "assistant")]
+    )
+    for staff in (True, False):
+        previous = GENESIS_HASH
+        for event in await events(sessions, staff=staff):
+            assert event.prev_hash == previous
+            assert event.hash == event_hash(
+                prev_hash=previous,
+                offset=str(event.offset),
+                ts=event.ts,
+                type=event.type,
+                actor=event.actor.to_json(),
+                visibility=event.visibility,
+                id=event.id,
+                data_sha256=data_digest(event.data),
+            )
+            previous = event.hash
+
+
+async def test_retry_is_stored_once_with_its_original_offset(opener: Opener) -> None:
+    """Publishing the same (actor, id, body) again returns the first offset."""
+    sessions = await manager(opener)
+    [first] = await sessions.publish(TENANT, SID, CUSTOMER, [message("c1", "hi")])
+    await sessions.publish(TENANT, SID, CUSTOMER, [message("c2", "again")])
+    [retry] = await sessions.publish(TENANT, SID, CUSTOMER, [message("c1", "hi")])
+    assert retry.duplicate and retry.offset == first.offset
+    assert len(await events(sessions, staff=True)) == 2
+
+
+async def test_retry_with_another_body_is_an_id_conflict(opener: Opener) -> None:
+    """The same (actor, id) with another body is refused with id_conflict."""
+    sessions = await manager(opener)
+    await sessions.publish(TENANT, SID, CUSTOMER, [message("c1", "hi")])
+    with pytest.raises(IdConflict):
+        await sessions.publish(TENANT, SID, CUSTOMER, [message("c1", "changed")])
+
+
+async def test_batch_is_all_or_nothing(opener: Opener) -> None:
+    """A batch with one refused event stores none of its events."""
+    sessions = await manager(opener)
+    start = EventDraft("message.start", "s1", {"message_id": "m1", "role": "assistant"})
+    gap = EventDraft(
+        "message.delta",
+        "d1",
+        {
+            "message_id": "m1",
+            "seq": 3,
+            "part_index": 0,
+            "part_type": "text",
+            "text": "x",
+        },
+    )
+    with pytest.raises(DeltaGap):
+        await sessions.publish(TENANT, SID, AI, [start, gap])
+    assert await events(sessions, staff=True) == []
+    [ok] = await sessions.publish(TENANT, SID, AI, [start])  # the state is intact
+    assert ok.offset.position == 1
+
+
+async def test_expected_offset_is_compare_and_set(opener: Opener) -> None:
+    """expected_offset other than the publisher's view tail is refused (412)."""
+    sessions = await manager(opener)
+    [first] = await sessions.publish(TENANT, SID, CUSTOMER, [message("c1", "hi")])
+    with pytest.raises(TailMismatch):
+        await sessions.publish(
+            TENANT,
+            SID,
+            CUSTOMER,
+            [message("c2", "x")],
+            expected_offset=Offset(first.offset.generation, 0),
+        )
+    [second] = await sessions.publish(
+        TENANT, SID, CUSTOMER, [message("c2", "x")], expected_offset=first.offset
+    )
+    assert second.offset.position == 2
+
+
+async def test_floor_rules_apply(opener: Opener) -> None:
+    """An agent without the floor cannot publish assistant messages."""
+    sessions = await manager(opener)
+    with pytest.raises(NotInControl):
+        await sessions.publish(TENANT, SID, AGENT, [message("g1", "hi", "assistant")])
+
+
+async def test_unknown_session_is_not_found(opener: Opener) -> None:
+    """Publishing to or reading a session that does not exist raises SessionNotFound."""
+    sessions = SessionManager(await opener())
+    with pytest.raises(SessionNotFound):
+        await sessions.publish(TENANT, "nope", CUSTOMER, [message("c1", "x")])
+    with pytest.raises(SessionNotFound):
+        await sessions.read(TENANT, "nope", staff=False, after=None)
+    assert isinstance(SessionNotFound("x"), SessionRuleError)
+
+
+async def test_state_and_chain_survive_a_restart(opener: Opener) -> None:
+    """After a restart, the state, dedupe index and chain go on where they were."""
+    sessions = await manager(opener)
+    start = EventDraft("message.start", "s1", {"message_id": "m1", "role": "assistant"})
+    delta = EventDraft(
+        "message.delta",
+        "d0",
+        {
+            "message_id": "m1",
+            "seq": 0,
+            "part_index": 0,
+            "part_type": "text",
+            "text": "Hel",
+        },
+    )
+    await sessions.publish(TENANT, SID, AI, [start, delta])
+    sessions = SessionManager(await opener())
+    [retry] = await sessions.publish(TENANT, SID, AI, [delta])
+    assert retry.duplicate
+    nxt = EventDraft(
+        "message.delta",
+        "d1",
+        {
+            "message_id": "m1",
+            "seq": 1,
+            "part_index": 0,
+            "part_type": "text",
+            "text": "lo",
+        },
+    )
+    end = EventDraft("message.end", "e1", {"message_id": "m1", "status": "complete"})
+    await sessions.publish(TENANT, SID, AI, [nxt, end])
+    stored = await events(sessions, staff=True)
+    assert [e.offset.position for e in stored] == [1, 2, 3, 4]
+    assert all(b.prev_hash == a.hash for a, b in zip(stored, stored[1:], strict=False))
+    assert {e.data["start_offset"] for e in stored} == {str(stored[0].offset)}
+    folded = await sessions.store.index.scan(TENANT, "messages", f"{SID}\n")
+    [(_, raw)] = folded
+    assert orjson.loads(raw)["parts"] == [{"type": "text", "text": "Hello"}]
+
+
+async def test_customer_view_start_offsets_are_customer_offsets(opener: Opener) -> None:
+    """Message events in the customer view carry start offsets of that view."""
+    sessions = await manager(opener)
+    await sessions.publish(TENANT, SID, AI, [note("n1", "staff first")])
+    start = EventDraft("message.start", "s1", {"message_id": "m1", "role": "assistant"})
+    end = EventDraft("message.end", "e1", {"message_id": "m1", "status": "complete"})
+    await sessions.publish(TENANT, SID, AI, [start, end])
+    visible = await events(sessions, staff=False)
+    assert [e.data["start_offset"] for e in visible] == [str(visible[0].offset)] * 2
+
+
+async def test_concurrent_publishes_keep_one_order(opener: Opener) -> None:
+    """Concurrent publishers get distinct offsets and one consistent chain."""
+    sessions = await manager(opener)
+    await asyncio.gather(
+        *(
+            sessions.publish(TENANT, SID, CUSTOMER, [message(f"c{i}", str(i))])
+            for i in range(30)
+        )
+    )
+    stored = await events(sessions, staff=True)
+    assert [e.offset.position for e in stored] == list(range(1, 31))
+    assert all(b.prev_hash == a.hash for a, b in zip(stored, stored[1:], strict=False))
+
+
+async def test_offsets_of_a_recreated_session_are_gone(opener: Opener) -> None:
+    """An offset of one session's view is refused on another session's view."""
+    sessions = await manager(opener)
+    [said] = await sessions.publish(TENANT, SID, CUSTOMER, [message("c1", "hi")])
+    await sessions.create(TENANT, "other", customer=CUSTOMER.id)
+    with pytest.raises(OffsetGone):
+        await sessions.read(TENANT, "other", staff=False, after=said.offset)
