@@ -227,7 +227,7 @@ async def test_state_and_chain_survive_a_restart(opener: Opener) -> None:
             "seq": 0,
             "part_index": 0,
             "part_type": "text",
-            "text": "Hel",
+            "text": "Hi, ",
         },
     )
     await sessions.publish(TENANT, SID, AI, [start, delta])
@@ -242,7 +242,7 @@ async def test_state_and_chain_survive_a_restart(opener: Opener) -> None:
             "seq": 1,
             "part_index": 0,
             "part_type": "text",
-            "text": "lo",
+            "text": "there",
         },
     )
     end = EventDraft("message.end", "e1", {"message_id": "m1", "status": "complete"})
@@ -253,7 +253,7 @@ async def test_state_and_chain_survive_a_restart(opener: Opener) -> None:
     assert {e.data["start_offset"] for e in stored} == {str(stored[0].offset)}
     folded = await sessions.store.index.scan(TENANT, "messages", f"{SID}\n")
     [(_, raw)] = folded
-    assert orjson.loads(raw)["parts"] == [{"type": "text", "text": "Hello"}]
+    assert orjson.loads(raw)["parts"] == [{"type": "text", "text": "Hi, there"}]
 
 
 async def test_customer_view_start_offsets_are_customer_offsets(opener: Opener) -> None:
