@@ -288,3 +288,12 @@ async def test_offsets_of_a_recreated_session_are_gone(opener: Opener) -> None:
     await sessions.create(TENANT, "other", customer=CUSTOMER.id)
     with pytest.raises(OffsetGone):
         await sessions.read(TENANT, "other", staff=False, after=said.offset)
+
+
+async def test_oversized_event_is_refused(opener: Opener) -> None:
+    """An event over 64 KiB is refused with event_too_large and nothing is stored."""
+    sessions = await manager(opener)
+    with pytest.raises(SessionRuleError) as caught:
+        await sessions.publish(TENANT, SID, CUSTOMER, [message("big", "x" * 70_000)])
+    assert caught.value.code == "event_too_large" and caught.value.status == 413
+    assert await events(sessions, staff=True) == []

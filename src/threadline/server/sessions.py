@@ -43,10 +43,12 @@ from ..protocol.offsets import Offset
 from ..protocol.state import SessionState
 from ..storage.base import LogConfig, LogKey, LogStore, ReadResult
 from ..storage.index import Txn
+from .limits import MAX_EVENT_BYTES
 
 __all__ = [
     "ALL_PREFIX",
     "FULL_PREFIX",
+    "EventTooLarge",
     "IdConflict",
     "Published",
     "SessionInfo",
@@ -75,6 +77,13 @@ class SessionNotFound(SessionRuleError):
 
     code = "session_not_found"
     status = 404
+
+
+class EventTooLarge(SessionRuleError):
+    """An event's JSON is over the size limit (413); nothing is written."""
+
+    code = "event_too_large"
+    status = 413
 
 
 class IdConflict(SessionRuleError):
@@ -343,6 +352,10 @@ class SessionManager:
         results: list[Published] = []
         stored = _Stored()
         for draft in drafts:
+            if len(draft.serialize()) > MAX_EVENT_BYTES:
+                raise EventTooLarge(
+                    f"event {draft.id!r} is over {MAX_EVENT_BYTES} bytes"
+                )
             ids_key = _ids_key(session_id, actor, draft.id)
             digest = draft_digest(draft)
             prior = txn.get(IDS, ids_key)
