@@ -14,7 +14,7 @@ from .. import __version__
 __all__ = ["openapi_document"]
 
 _ERROR: Final = {"$ref": "#/components/schemas/Error"}
-_BEARER: Final = [{"bearer": []}]
+_BEARER: Final[list[dict[str, list[str]]]] = [{"bearer": []}]
 _SESSION_ID: Final = {
     "name": "session_id",
     "in": "path",
@@ -174,8 +174,8 @@ def openapi_document() -> dict[str, Any]:
             },
             "/v1/sessions/{session_id}": {
                 "get": {
-                    "summary": "State snapshot: participants, controller, open messages "
-                    "and runs, read receipts, the tail of your view",
+                    "summary": "State snapshot: participants, controller, open "
+                    "messages and runs, read receipts, the tail of your view",
                     "security": _BEARER,
                     "parameters": [_SESSION_ID],
                     "responses": {
@@ -230,8 +230,9 @@ def openapi_document() -> dict[str, Any]:
             },
             "/v1/me/sessions": {
                 "get": {
-                    "summary": "Your sessions: last offset, unread count, controller, "
-                    "whether a message is in flight (find the conversation on a new device)",
+                    "summary": "Your sessions: last offset, unread count, "
+                    "controller, whether a message is in flight (how a new "
+                    "device finds the conversation)",
                     "security": _BEARER,
                     "responses": {
                         "200": _json({"type": "object"}, "Your sessions"),
@@ -275,7 +276,7 @@ def openapi_document() -> dict[str, Any]:
                 },
                 "Event": {
                     "type": "object",
-                    "description": "The stored envelope (v1): see docs/topics/events.md",
+                    "description": "The stored envelope (v1): docs/topics/events.md",
                     "required": [
                         "v",
                         "offset",
