@@ -215,3 +215,23 @@ async def test_cursor_moves_forward_and_my_sessions_counts_unread(
         "sessions"
     ]
     assert listed["unread"] == 0
+
+
+async def test_staff_message_never_counts_as_unread_for_the_customer(
+    client: httpx.AsyncClient,
+) -> None:
+    """A staff-only message changes nothing a customer sees: unread, offset, ETag."""
+    await create(client)
+    before = (await client.get("/v1/me/sessions", headers=CUSTOMER)).json()
+    events_before = await client.get("/v1/sessions/order-1/events", headers=CUSTOMER)
+    staff_message = {**message("a1", "internal", "assistant"), "visibility": "staff"}
+    posted = await client.post(
+        "/v1/sessions/order-1/events", json=staff_message, headers=AI
+    )
+    assert posted.status_code == 200, posted.text
+    after = (await client.get("/v1/me/sessions", headers=CUSTOMER)).json()
+    events_after = await client.get("/v1/sessions/order-1/events", headers=CUSTOMER)
+    assert after == before
+    assert events_after.headers["etag"] == events_before.headers["etag"]
+    staff_view = (await client.get("/v1/me/sessions", headers=SERVICE)).json()
+    assert staff_view["sessions"] == []  # the service never joined
