@@ -16,6 +16,7 @@ from threadline.exceptions import (
     StorageError,
     StoreLocked,
 )
+from threadline.protocol.offsets import Offset
 from threadline.storage.base import AppendRequest, LogConfig, LogKey
 from threadline.storage.sqlite import SQLiteLogStore
 from threadline.storage.sqlite_rows import MIGRATIONS
@@ -208,3 +209,45 @@ async def test_sqlite_restored_copy_never_reissues_a_generation(tmp_path: Path) 
     finally:
         await store.stop()
     assert again.generation > lost.generation
+
+
+class _SlowPublish(SQLiteLogStore):
+    """COMMITs, then holds the commit thread before the loop publishes it."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.hold = threading.Event()
+        self.committed = threading.Event()
+
+    def _commit(self, conn: sqlite3.Connection) -> None:
+        super()._commit(conn)
+        self.committed.set()
+        self.hold.wait(timeout=10)
+
+
+async def test_sqlite_offset_committed_but_not_yet_published_is_readable(
+    tmp_path: Path,
+) -> None:
+    """An offset already in the file is read as valid before the cache catches up."""
+    store = await started(tmp_path / "s.db", _SlowPublish)
+    assert isinstance(store, _SlowPublish)
+    try:
+        store.hold.set()
+        info, _ = await store.create(KEY, TEXT)
+        store.hold.clear()
+        store.committed.clear()
+        append = asyncio.ensure_future(
+            store.append(KEY, AppendRequest([b"a"], "text/plain"))
+        )
+        await wait_for(store.committed.is_set, 2000 * MS)
+        tail = Offset(info.generation, 1)  # what the index would already say
+        read = await store.read(KEY, tail, max_bytes=1024)
+        assert read.records == [] and read.up_to_date and read.next_offset == tail
+        store.hold.set()
+        await asyncio.wait_for(append, 2000 * MS)
+        assert [
+            r.data for r in (await store.read(KEY, None, max_bytes=1024)).records
+        ] == [b"a"]
+    finally:
+        store.hold.set()
+        await store.stop()

@@ -884,10 +884,41 @@ class SQLiteLogStore(LogStore):
     async def head(self, key: LogKey) -> LogInfo:
         return self._rrow(key).info()
 
+    def _catch_up(self, key: LogKey, row: Row, after: Offset | None) -> Row:
+        """Bring the cached row up to a committed offset a reader already knows.
+
+        Between a COMMIT and the loop's publishing of it, the index (read
+        straight from the file) can name an offset the cache does not have
+        yet; reload the row rather than call that offset invalid.
+        """
+        if (
+            after is None
+            or after.generation != row.generation
+            or after.position <= row.tail
+        ):
+            return row
+        try:
+            loaded = load(self._require_reader(), key)
+        except sqlite3.Error as exc:
+            raise StorageError(f"read failed: {exc}") from exc
+        if (
+            loaded is not None
+            and loaded.generation == row.generation
+            and loaded.tail > row.tail
+        ):
+            row.tail, row.closed, row.closed_by = (
+                loaded.tail,
+                loaded.closed,
+                loaded.closed_by,
+            )
+            row.recent.clear()  # it must end at the tail
+            row.recent_bytes = 0
+        return row
+
     async def read(
         self, key: LogKey, after: Offset | None, *, max_bytes: int
     ) -> ReadResult:
-        row = self._rrow(key)
+        row = self._catch_up(key, self._rrow(key), after)
         # Live readers at the same position ask the same question after every
         # append: answer it once per (position, tail, closed).
         memo_key = (key, after, max_bytes)
@@ -950,7 +981,7 @@ class SQLiteLogStore(LogStore):
         return ReadResult(records, next_offset, position >= row.tail, row.info())
 
     async def wait(self, key: LogKey, after: Offset, timeout: float) -> bool:
-        row = self._rrow(key)
+        row = self._catch_up(key, self._rrow(key), after)
         position = resolve(row.segments(), after)
         if position < row.tail or row.closed:
             return True
