@@ -234,6 +234,7 @@ async def test_sqlite_offset_committed_but_not_yet_published_is_readable(
     try:
         store.hold.set()
         info, _ = await store.create(KEY, TEXT)
+        await store.read(KEY, None, max_bytes=1024)  # the row is now cached
         store.hold.clear()
         store.committed.clear()
         append = asyncio.ensure_future(
