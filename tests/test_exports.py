@@ -9,6 +9,7 @@ from types import ModuleType
 import pytest
 
 import threadline
+import threadline.client
 import threadline.protocol
 import threadline.storage
 import threadline.testing
@@ -28,7 +29,7 @@ def submodules(*packages: ModuleType) -> list[str]:
 
 
 MODULES = ["threadline", "threadline.exceptions"] + submodules(
-    threadline.protocol, threadline.storage, threadline.testing
+    threadline.client, threadline.protocol, threadline.storage, threadline.testing
 )
 
 

@@ -108,3 +108,38 @@ def test_auth_does_no_io_outside_jwks():
         or (path != "auth/jwks.py" and name.split(".")[0] in io - {"time"})
     ]
     assert bad == []
+
+
+BLOCK_SERVER_DEPENDENCIES = """
+import sys
+
+class Block:
+    '''Refuse the server's dependencies, as if they were not installed.'''
+
+    BLOCKED = {"starlette", "uvicorn", "jwt", "cryptography", "uvloop", "httptools"}
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in self.BLOCKED:
+            raise ImportError(f"blocked: {name}")
+        return None
+
+sys.meta_path.insert(0, Block())
+"""
+
+
+def test_client_imports_without_the_server_dependencies():
+    """threadline.connect works where starlette, uvicorn, PyJWT and cryptography
+    are not installed (the client installs without the [server] extra).
+    """
+    import subprocess
+
+    code = BLOCK_SERVER_DEPENDENCIES + (
+        "import threadline, threadline.client\n"
+        "client = threadline.connect('http://127.0.0.1:1', 'token')\n"
+        "client.session('order-1')\n"
+        "assert not {'starlette', 'uvicorn', 'jwt'} & set(sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr

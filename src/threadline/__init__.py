@@ -2,22 +2,32 @@
 
 A session is a durable, ordered, addressable log that outlives every connection.
 This package holds the sans-I/O protocol (:mod:`threadline.protocol`), the
-storage seams (:mod:`threadline.storage`) and the ASGI server
-(:mod:`threadline.server`).
+storage seams (:mod:`threadline.storage`), the ASGI server
+(:mod:`threadline.server`) and the Python SDK (:mod:`threadline.client`,
+whose entry point :func:`connect` is re-exported here).
 """
 
 from __future__ import annotations
 
+from .client import Client, connect
 from .exceptions import (
     AlreadyAccepted,
     AlreadyEnded,
+    AuthError,
+    ConcurrencyError,
     ConfigConflict,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
     ContentTypeMismatch,
     DeltaGap,
     DuplicateReference,
+    EventTooLarge,
     Forbidden,
+    IdConflict,
     InvalidEvent,
     InvalidOffset,
+    InvalidState,
     LogClosed,
     LogError,
     LogGone,
@@ -28,13 +38,16 @@ from .exceptions import (
     ProducerEpochStale,
     ProducerSeqGap,
     ProtocolError,
+    RateLimited,
     SeqConflict,
     SessionClosed,
+    SessionNotFound,
     SessionRuleError,
     StorageError,
     StoreLocked,
     TailMismatch,
     ThreadlineError,
+    Timeout,
     UnknownReference,
 )
 from .protocol.offsets import Offset
@@ -44,13 +57,22 @@ __version__ = "0.1.0"
 __all__ = [
     "AlreadyAccepted",
     "AlreadyEnded",
+    "AuthError",
+    "Client",
+    "ConcurrencyError",
     "ConfigConflict",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
     "ContentTypeMismatch",
     "DeltaGap",
     "DuplicateReference",
+    "EventTooLarge",
     "Forbidden",
+    "IdConflict",
     "InvalidEvent",
     "InvalidOffset",
+    "InvalidState",
     "LogClosed",
     "LogError",
     "LogGone",
@@ -62,13 +84,17 @@ __all__ = [
     "ProducerEpochStale",
     "ProducerSeqGap",
     "ProtocolError",
+    "RateLimited",
     "SeqConflict",
     "SessionClosed",
+    "SessionNotFound",
     "SessionRuleError",
     "StorageError",
     "StoreLocked",
     "TailMismatch",
     "ThreadlineError",
+    "Timeout",
     "UnknownReference",
     "__version__",
+    "connect",
 ]

@@ -1,4 +1,4 @@
-"""The ``threadline`` command line: ``serve`` and ``token``."""
+"""The ``threadline`` command line: ``serve``, ``token``, ``tail`` and ``publish``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .protocol.events import Event
     from .server import Config
 
 __all__ = ["main"]
@@ -21,6 +22,7 @@ __all__ = ["main"]
 DEFAULT_PORT = 4437
 ROLE_NAMES = ("customer", "ai", "agent", "supervisor", "service")
 """``threadline.auth.ROLES``, spelled out: the CLI imports auth (PyJWT) lazily."""
+DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 
 
 def _duration(text: str) -> float:
@@ -174,7 +176,58 @@ def _parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--issuer", help="iss claim")
     token.add_argument("--audience", help="aud claim")
+    _client_parsers(commands)
     return parser
+
+
+def _client_parsers(commands: Any) -> None:
+    """``tail`` and ``publish``: the SDK on the command line."""
+
+    def common(command: argparse.ArgumentParser) -> None:
+        command.add_argument("session", help="the session id")
+        command.add_argument(
+            "--url",
+            default=os.environ.get("THREADLINE_URL", DEFAULT_URL),
+            help=f"server URL (default $THREADLINE_URL or {DEFAULT_URL})",
+        )
+        command.add_argument(
+            "--token",
+            default=os.environ.get("THREADLINE_TOKEN"),
+            help="bearer token (default $THREADLINE_TOKEN)",
+        )
+        command.add_argument("--device", help="this device's id")
+
+    tail = commands.add_parser(
+        "tail",
+        help="print a session's events as they come",
+        description="Print a session's events, one line each (time, actor, type, "
+        "text), then live ones; resumes by itself after a drop. Ends when the "
+        "session closes.",
+    )
+    common(tail)
+    tail.add_argument(
+        "--offset", default="-1", help="start after this offset (-1: all, now: new)"
+    )
+    tail.add_argument("--view", choices=["raw", "compact"], default="raw")
+    tail.add_argument("--json", action="store_true", help="print raw envelopes")
+    tail.add_argument("--transport", choices=["ws", "sse"], default="ws")
+
+    publish = commands.add_parser(
+        "publish",
+        help="publish one event to a session",
+        description="Publish one event (--type and --data) or a text message "
+        "(--text). Prints its offset.",
+    )
+    common(publish)
+    what = publish.add_mutually_exclusive_group(required=True)
+    what.add_argument("--text", help="publish a message with this text")
+    what.add_argument("--type", dest="event_type", help="the event type")
+    publish.add_argument("--data", help="the event's data, a JSON object (--type)")
+    publish.add_argument(
+        "--role", choices=["user", "assistant", "system"], help="role of --text"
+    )
+    publish.add_argument("--id", dest="event_id", help="event id (default: a UUIDv7)")
+    publish.add_argument("--visibility", choices=["all", "staff"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -182,7 +235,116 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command in ("tail", "publish"):
+        return _client_command(args)
     return _token(args)
+
+
+# tail and publish
+
+
+def _client_command(args: argparse.Namespace) -> int:
+    name = args.command
+    if not args.token:
+        print(
+            f"threadline {name}: --token or THREADLINE_TOKEN is required",
+            file=sys.stderr,
+        )
+        return 2
+    from .exceptions import ThreadlineError
+
+    run = _tail if name == "tail" else _publish
+    try:
+        return asyncio.run(run(args))
+    except KeyboardInterrupt:
+        return 130
+    except (ThreadlineError, ValueError) as exc:
+        print(f"threadline {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _tail(args: argparse.Namespace) -> int:
+    import json
+
+    from .client import connect
+
+    async with connect(
+        args.url, args.token, device=args.device, transport=args.transport
+    ) as client:
+        subscription = client.session(args.session).subscribe(
+            args.offset, view=args.view
+        )
+        async with subscription as events:
+            async for event in events:
+                if args.json:
+                    line = json.dumps(event.to_json(), ensure_ascii=False)
+                else:
+                    line = _event_line(event)
+                print(line, flush=True)
+    return 0
+
+
+async def _publish(args: argparse.Namespace) -> int:
+    import json
+
+    from .client import connect
+
+    async with connect(
+        args.url, args.token, device=args.device, transport="sse"
+    ) as client:
+        session = client.session(args.session)
+        if args.text is not None:
+            offset = await session.send_message(
+                args.text,
+                role=args.role,
+                message_id=args.event_id,
+                visibility=args.visibility,
+            )
+        else:
+            try:
+                data = json.loads(args.data or "{}")
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"--data is not JSON: {exc}") from exc
+            if not isinstance(data, dict):
+                raise ValueError("--data must be a JSON object")
+            offset = await session.publish(
+                args.event_type, data, id=args.event_id, visibility=args.visibility
+            )
+    print(offset)
+    return 0
+
+
+def _event_line(event: Event) -> str:
+    """One readable line: time, actor, type, then what the event says."""
+    actor = event.actor
+    who = f"{actor.name or actor.id} ({actor.role})"
+    mark = " [staff]" if event.visibility == "staff" else ""
+    return f"{event.ts[11:23]}  {who:<28} {event.type:<18} {_summary(event)}{mark}"
+
+
+def _summary(event: Event) -> str:
+    """What an event says, in a few words."""
+    import json
+
+    data = event.data
+    kind = event.type
+    if kind == "message":
+        texts = [p.get("text", f"[{p.get('type')}]") for p in data.get("parts", [])]
+        return f"{data.get('role')}: {' '.join(texts)}"
+    if kind == "message.start":
+        return f"{data.get('role')} {data.get('message_id')} …"
+    if kind == "message.delta":
+        return repr(data.get("text", data.get("data")))
+    if kind in ("message.end", "run.end"):
+        reason = data.get("reason")
+        return f"{data.get('status')}{f' ({reason})' if reason else ''}"
+    if kind == "note":
+        return str(data.get("text"))
+    if kind.startswith("participant."):
+        participant = data.get("participant", {})
+        return f"{participant.get('id')} ({participant.get('role')})"
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return text if len(text) <= 120 else text[:119] + "…"
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -342,6 +504,7 @@ def _serve(args: argparse.Namespace) -> int:
         app,
         loop="uvloop",
         http="httptools",
+        ws="websockets-sansio",
         lifespan="on",
         access_log=args.access_log,
         log_level=args.log_level,
@@ -360,6 +523,13 @@ def _serve(args: argparse.Namespace) -> int:
             loop = getattr(self, "_threadline_loop", None)
             if loop is not None:
                 loop.call_soon_threadsafe(app.drain)
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            # uvicorn closes open WebSockets 1012 at once: close them 4002 first,
+            # after what is queued for them (drain() already ran on SIGTERM).
+            app.drain()
+            await app.websockets.wait_closed(min(5.0, config.drain_timeout))
+            await super().shutdown(sockets=sockets)
 
         async def startup(self, sockets: Any = None) -> None:
             self._threadline_loop = asyncio.get_running_loop()

@@ -26,19 +26,34 @@
     │   ├── DeltaGap                  a message delta out of sequence (409)
     │   ├── UnknownReference          no such message, run, request, participant…
     │   ├── DuplicateReference        a message, run or request id used twice (409)
-    │   └── AlreadyEnded              the message or run has ended (409)
-    └── StorageError                  a backend failed
-        └── StoreLocked               another process holds the store
+    │   ├── AlreadyEnded              the message or run has ended (409)
+    │   ├── SessionNotFound           no such session, or not the caller's (404)
+    │   ├── IdConflict                an event id reused with another body (409)
+    │   └── EventTooLarge             an event over the size limit (413)
+    ├── AuthError                     a refused token (401), a denied right (403)
+    ├── RateLimited                   publishing faster than the token's rate (429)
+    ├── StorageError                  a backend failed
+    │   └── StoreLocked               another process holds the store
+    ├── ConnectionClosed              client: the connection to the server ended
+    │   ├── ConnectionClosedOK        ... because the client closed it
+    │   └── ConnectionClosedError     ... on a terminal close code, or it failed
+    ├── InvalidState                  client: an object used after it was closed
+    ├── ConcurrencyError              client: two coroutines read one subscription
+    └── Timeout                       client: no answer in time (a TimeoutError)
 
 Each error carries ``code``: the machine-readable string sent on the wire.
 :class:`InvalidEvent` and every :class:`SessionRuleError` also carry
 ``status``, the HTTP status that answers them.
 Third-party errors are converted where they cross into Threadline code
-(``raise StorageError(...) from exc``).
+(``raise StorageError(...) from exc``); the client converts transport errors
+(``websockets``, ``httpx``, ``OSError``) in :mod:`threadline.client.transports`,
+and rebuilds the server's errors from their ``code``, so a caller catches the
+same class on either side of the wire.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -47,13 +62,21 @@ if TYPE_CHECKING:
 __all__ = [
     "AlreadyAccepted",
     "AlreadyEnded",
+    "AuthError",
+    "ConcurrencyError",
     "ConfigConflict",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
     "ContentTypeMismatch",
     "DeltaGap",
     "DuplicateReference",
+    "EventTooLarge",
     "Forbidden",
+    "IdConflict",
     "InvalidEvent",
     "InvalidOffset",
+    "InvalidState",
     "LogClosed",
     "LogError",
     "LogGone",
@@ -64,13 +87,16 @@ __all__ = [
     "ProducerEpochStale",
     "ProducerSeqGap",
     "ProtocolError",
+    "RateLimited",
     "SeqConflict",
     "SessionClosed",
+    "SessionNotFound",
     "SessionRuleError",
     "StorageError",
     "StoreLocked",
     "TailMismatch",
     "ThreadlineError",
+    "Timeout",
     "UnknownReference",
 ]
 
@@ -295,6 +321,66 @@ class AlreadyEnded(SessionRuleError):
         self.ident = ident
 
 
+class SessionNotFound(SessionRuleError):
+    """No session with that id in the tenant (404).
+
+    A customer is told this of a session that exists but is someone else's:
+    a customer learns nothing of others' sessions.
+    """
+
+    code = "session_not_found"
+    status = 404
+
+
+class IdConflict(SessionRuleError):
+    """An event id was used before by the same actor with another body (409)."""
+
+    code = "id_conflict"
+    status = 409
+
+
+class EventTooLarge(SessionRuleError):
+    """An event's JSON is over the size limit (413); nothing is written."""
+
+    code = "event_too_large"
+    status = 413
+
+
+class AuthError(ThreadlineError):
+    """A missing, malformed, forged or expired token (401), or a denied right (403).
+
+    ``code`` is ``missing_token``, ``invalid_token``, ``token_expired`` (401) or
+    ``forbidden`` (403), among others; ``status`` the HTTP status.
+    """
+
+    code = "unauthorized"
+
+    def __init__(
+        self, message: str, code: str = "unauthorized", status: int = 401
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        """The HTTP status that answers this error (401 or 403)."""
+
+
+class RateLimited(ThreadlineError):
+    """A token published faster than its rate (429, with ``retry_after``)."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"publish rate exceeded; retry after {retry_after:.2f} s")
+        self.retry_after = retry_after
+        """Seconds until the request would be allowed."""
+
+    @property
+    def retry_after_header(self) -> str:
+        """``Retry-After`` is whole seconds, at least 1."""
+        return str(max(1, math.ceil(self.retry_after)))
+
+
 class StorageError(ThreadlineError):
     """A storage backend failed."""
 
@@ -305,3 +391,55 @@ class StoreLocked(StorageError):
     """Another process holds the store's exclusive lock."""
 
     code = "store_locked"
+
+
+# The client's errors (threadline.client)
+
+
+class ConnectionClosed(ThreadlineError):
+    """The connection to the server ended, and the client will not reconnect.
+
+    The client reconnects by itself after a retryable close (4000–4099, a
+    dropped connection, a restarting server); this is raised only when it
+    stops: the application closed the client (:class:`ConnectionClosedOK`),
+    or the server closed with a terminal code (:class:`ConnectionClosedError`).
+    """
+
+    code = "connection_closed"
+
+    def __init__(self, close_code: int | None, reason: str = "") -> None:
+        shown = "no close code" if close_code is None else f"code {close_code}"
+        super().__init__(f"connection closed ({shown}){': ' if reason else ''}{reason}")
+        self.close_code = close_code
+        """The WebSocket close code, or ``None`` if there was none."""
+        self.reason = reason
+        """The close reason, or a description of the failure."""
+
+
+class ConnectionClosedOK(ConnectionClosed):
+    """The application closed the client (normal closure, 1000)."""
+
+
+class ConnectionClosedError(ConnectionClosed):
+    """The server closed the connection with a terminal code (4400–4499…)."""
+
+
+class InvalidState(ThreadlineError):
+    """The operation is not possible in the object's state (e.g. after close)."""
+
+    code = "invalid_state"
+
+
+class ConcurrencyError(ThreadlineError, RuntimeError):
+    """Two coroutines use what only one may at a time (one subscription's iterator)."""
+
+    code = "concurrency_error"
+
+
+class Timeout(ThreadlineError, TimeoutError):
+    """No answer in time. The outcome is unknown: a publish may still be stored.
+
+    Retrying a publish with the same event ids is safe (exactly-once).
+    """
+
+    code = "timeout"

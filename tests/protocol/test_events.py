@@ -245,6 +245,25 @@ def test_event_to_json_omits_an_absent_trace_id():
     assert Event.parse(envelope).to_json() == envelope
 
 
+def test_compacted_event_round_trips_with_its_mark():
+    """A compact read's event says so, before its hashes; stored ones do not."""
+    envelope = {**ENVELOPE}
+    del envelope["prev_hash"], envelope["hash"]
+    envelope.update(compacted=True, prev_hash=GENESIS_HASH, hash=HASH)
+    event = Event.parse(envelope)
+    assert event.compacted and event.to_json() == envelope
+    assert list(json.loads(event.serialize())) == list(envelope)
+    assert "compacted" not in Event.parse(ENVELOPE).to_json()
+
+
+def test_compacted_mark_is_a_boolean():
+    """compacted is true or false, nothing else."""
+    with pytest.raises(InvalidEvent) as caught:
+        Event.parse({**ENVELOPE, "compacted": "yes"})
+    assert caught.value.field == "compacted"
+    assert not Event.parse({**ENVELOPE, "compacted": False}).compacted
+
+
 def test_event_timestamp_is_epoch_seconds():
     """timestamp reads ts as epoch seconds."""
     assert Event.parse(ENVELOPE).timestamp == pytest.approx(1_795_673_427.123456)

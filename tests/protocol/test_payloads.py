@@ -177,6 +177,67 @@ def test_compacted_start_may_carry_parts_when_stored():
         check_data("message.start", data, stored=False)
 
 
+def test_compacted_message_may_carry_status_and_reason_when_stored():
+    """A compacted message that did not complete says how it ended."""
+    data = {**VALID["message"], "status": "cancelled", "reason": "floor_lost"}
+    check_data("message", data, stored=True)
+    with pytest.raises(InvalidEvent):
+        check_data("message", data, stored=False)
+    with pytest.raises(InvalidEvent) as caught:
+        check_data("message", {**data, "status": "paused"}, stored=True)
+    assert caught.value.field == "data.status"
+
+
+GAINED = [
+    {"part_index": 0, "part_type": "text", "text": "more"},
+    {"part_index": 1, "part_type": "data-card", "data": {"data": {"n": 1}}},
+]
+COALESCED = {"message_id": "m1", "seq": 4, "parts": GAINED, "start_offset": OFFSET}
+
+
+def test_coalesced_delta_lists_parts_gained_when_stored():
+    """A compacted delta carries parts instead of one part's fields; stored only."""
+    check_data("message.delta", COALESCED, stored=True)
+    without_start = {k: v for k, v in COALESCED.items() if k != "start_offset"}
+    check_data("message.delta", without_start, stored=True)
+    with pytest.raises(InvalidEvent):
+        check_data("message.delta", COALESCED, stored=False)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"seq": -1}, "data.seq"),
+        ({"message_id": ""}, "data.message_id"),
+        ({"start_offset": "7"}, "data.start_offset"),
+        ({"part_index": 0}, "data.part_index"),
+        ({"parts": []}, "data.parts"),
+        ({"parts": {}}, "data.parts"),
+        ({"parts": ["text"]}, "data.parts[0]"),
+        ({"parts": [{"part_index": 0, "text": "x"}]}, "data.parts[0].part_type"),
+        ({"parts": [{**GAINED[0], "seq": 1}]}, "data.parts[0].seq"),
+        ({"parts": [{**GAINED[0], "part_index": "0"}]}, "data.parts[0].part_index"),
+        ({"parts": [{**GAINED[0], "part_type": "blob"}]}, "data.parts[0].part_type"),
+        ({"parts": [{**GAINED[0], "text": 1}]}, "data.parts[0].text"),
+        ({"parts": [GAINED[0], {**GAINED[1], "data": {}}]}, "data.parts[1].data.data"),
+    ],
+)
+def test_coalesced_delta_refuses_malformed_parts(change, field):
+    """Each part gained is a delta's part fields, checked like a delta's."""
+    with pytest.raises(InvalidEvent) as caught:
+        check_data("message.delta", {**COALESCED, **change}, stored=True)
+    assert caught.value.field == field
+
+
+def test_coalesced_text_part_carries_text_not_data():
+    """A text part gained carries text; a data part gained carries data."""
+    text_with_data = {"part_index": 0, "part_type": "text", "data": {"text": "x"}}
+    with pytest.raises(InvalidEvent, match="carries text"):
+        check_data(
+            "message.delta", {**COALESCED, "parts": [text_with_data]}, stored=True
+        )
+
+
 def test_stored_start_offset_must_be_an_offset():
     """start_offset is checked as an offset."""
     data = {**VALID["message.end"], "start_offset": "-1"}

@@ -1,5 +1,8 @@
 """Authentication and authorisation errors.
 
+:class:`AuthError` lives in :mod:`threadline.exceptions` (the client raises it
+too, without importing this package); it is re-exported here.
+
 .. code-block:: text
 
     ThreadlineError
@@ -10,22 +13,9 @@
 
 from __future__ import annotations
 
-from ..exceptions import ThreadlineError
+from ..exceptions import AuthError
 
 __all__ = ["AuthError", "UnknownKeyId"]
-
-
-class AuthError(ThreadlineError):
-    """A missing, malformed, forged or expired token (401), or a denied right (403)."""
-
-    code = "unauthorized"
-
-    def __init__(
-        self, message: str, code: str = "unauthorized", status: int = 401
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status = status
 
 
 class UnknownKeyId(AuthError):

@@ -36,6 +36,7 @@ from ..exceptions import InvalidOffset
 from ._fields import (
     ID_PATTERN,
     check_keys,
+    expect_bool,
     expect_choice,
     expect_object,
     expect_str,
@@ -238,6 +239,11 @@ class Event:
     trace_id: str | None = None
     """An optional trace id, passed through."""
 
+    compacted: bool = False
+    """Made by a compact read (:mod:`~threadline.protocol.compaction`), not
+    stored: ``hash`` and ``prev_hash`` are those of the stored event at its
+    offset and do not cover its ``data``."""
+
     @classmethod
     def parse(cls, value: object) -> Event:
         """Parse and check a stored event from a JSON-decoded object.
@@ -251,7 +257,7 @@ class Event:
             "event",
             ("v", "offset", "ts", "type", "id", "actor", "visibility", "data")
             + ("prev_hash", "hash"),
-            ("trace_id",),
+            ("trace_id", "compacted"),
         )
         if type(obj["v"]) is not int or obj["v"] != cls.v:
             fail(f"must be {cls.v}", "v")
@@ -273,6 +279,7 @@ class Event:
             prev_hash=expect_str(obj["prev_hash"], "prev_hash"),
             hash=expect_str(obj["hash"], "hash"),
             trace_id=_optional_str(obj, "trace_id"),
+            compacted=expect_bool(obj.get("compacted", False), "compacted"),
         )
         event.check()
         return event
@@ -321,6 +328,8 @@ class Event:
         }
         if self.trace_id is not None:
             obj["trace_id"] = self.trace_id
+        if self.compacted:
+            obj["compacted"] = True
         obj["prev_hash"] = self.prev_hash
         obj["hash"] = self.hash
         return obj

@@ -35,9 +35,13 @@ type                     ``data``
 
 ``role`` is ``user``, ``assistant`` or ``system``; ``status`` is
 ``complete``, ``cancelled`` or ``error``. Unknown fields are refused. Stored
-message events may also carry ``start_offset`` (and a compacted
-``message.start`` its ``parts`` so far), which the server sets and a draft
-may not.
+message events may also carry ``start_offset``, which the server sets and a
+draft may not; so may the events of a compact read
+(:mod:`~threadline.protocol.compaction`): a compacted ``message.start`` its
+``parts`` so far, a compacted ``message`` its ``status`` and ``reason`` when
+it did not complete, and a compacted ``message.delta`` carries ``parts``
+(each ``{part_index, part_type, text | data}``: what the part gained) instead
+of ``part_index``, ``part_type`` and ``text`` or ``data``.
 """
 
 from __future__ import annotations
@@ -204,7 +208,11 @@ _SPECS: Final[dict[str, tuple[dict[str, _Check], dict[str, _Check]]]] = {
 }
 
 _STORED_ONLY: Final[dict[str, dict[str, _Check]]] = {
-    "message": {"start_offset": parse_target_offset},
+    "message": {
+        "start_offset": parse_target_offset,
+        "status": _STATUS,
+        "reason": expect_str,
+    },
     "message.start": {"start_offset": parse_target_offset, "parts": parse_parts},
     "message.delta": {"start_offset": parse_target_offset},
     "message.end": {"start_offset": parse_target_offset},
@@ -262,6 +270,9 @@ def check_data(
     spec = _SPECS.get(event_type)
     if spec is None:
         return  # x.<name>: any object
+    if stored and event_type == "message.delta" and "parts" in data:
+        _check_coalesced(data, path)
+        return
     required, optional = spec
     if stored and event_type in _STORED_ONLY:
         optional = {**optional, **_STORED_ONLY[event_type]}
@@ -272,6 +283,27 @@ def check_data(
         _check_delta(data, path)
     elif event_type == "session.updated" and not data:
         fail("must change at least one field", path)
+
+
+def _check_coalesced(data: dict[str, Any], path: str) -> None:
+    """A compacted delta: what each part gained since a compact read's offset."""
+    check_keys(data, path, ("message_id", "seq", "parts"), ("start_offset",))
+    expect_id(data["message_id"], f"{path}.message_id")
+    expect_int(data["seq"], f"{path}.seq")
+    if "start_offset" in data:
+        parse_target_offset(data["start_offset"], f"{path}.start_offset")
+    parts = data["parts"]
+    if not isinstance(parts, list) or not parts:
+        fail("must be a non-empty array", f"{path}.parts")
+    for index, value in enumerate(parts):
+        item = f"{path}.parts[{index}]"
+        gained = expect_object(value, item)
+        check_keys(gained, item, ("part_index", "part_type"), ("text", "data"))
+        expect_int(gained["part_index"], f"{item}.part_index")
+        _part_type(gained["part_type"], f"{item}.part_type")
+        if "text" in gained:
+            expect_str(gained["text"], f"{item}.text")
+        _check_delta(gained, item)
 
 
 def _check_delta(data: dict[str, Any], path: str) -> None:

@@ -21,6 +21,7 @@ from .http import Receive, Scope, Send, error_body, send_response
 from .session_http import build_session_api
 from .sessions import SessionManager
 from .streams import PREFIX, StreamHandler
+from .websocket import WebSocketHandler, WebSocketLimits
 
 __all__ = ["Application", "create_app"]
 
@@ -50,6 +51,19 @@ class Application:
             long_poll_timeout=config.long_poll_timeout,
             draining=self.draining,
         )
+        self.websockets = WebSocketHandler(
+            self.sessions,
+            self.verify,
+            self.draining,
+            WebSocketLimits(
+                hello_timeout=config.ws_hello_timeout,
+                token_grace=config.ws_token_grace,
+                max_subscriptions=config.ws_max_subscriptions,
+                max_queue_bytes=config.ws_max_queue_bytes,
+                max_queue_messages=config.ws_max_queue_messages,
+                max_publishes=config.ws_max_publishes,
+            ),
+        )
 
     async def verify(self, token: str) -> Claims:
         """Verify a bearer token with the configured keys (JWKS URL, file, secret).
@@ -74,9 +88,13 @@ class Application:
         return await self.verify(value[7:].strip())
 
     def drain(self) -> None:
-        """Stop waiting: long-polls answer now, SSE ends after a control event."""
+        """Stop waiting: long-polls answer now, SSE ends after a control event.
+
+        WebSockets close 4002 after what is already queued for them.
+        """
         self.draining.set()
         self.store.wake_all()
+        self.websockets.drain()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -107,6 +125,12 @@ class Application:
                 await send_response(
                     send, 404, headers, error_body("not_found", "no such route")
                 )
+        elif kind == "websocket":
+            if scope["path"] == "/v1/ws":
+                await self.websockets(scope, receive, send)
+            else:
+                await receive()  # websocket.connect
+                await send({"type": "websocket.close", "code": 1000})  # HTTP 403
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -127,6 +151,7 @@ class Application:
                 self.drain()
                 if self.jwks is not None:
                     await self.jwks.aclose()
+                await self.websockets.hub.aclose()  # no feed reads a stopped store
                 await self.store.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

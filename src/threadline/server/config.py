@@ -61,3 +61,15 @@ class Config:
     """Origins allowed by CORS; ``*`` allows any."""
     tenant: str = "default"
     """Tenant of requests when auth is off."""
+    ws_hello_timeout: float = 5.0
+    """Seconds a WebSocket has to send its ``hello`` (else close 4408)."""
+    ws_token_grace: float = 30.0
+    """Seconds past a token's expiry before a WebSocket closes 4001 unless refreshed."""
+    ws_max_subscriptions: int = 100
+    """Subscriptions one WebSocket may hold (more: ``too_many_subscriptions``)."""
+    ws_max_queue_bytes: int = 1024 * 1024
+    """Bytes that may wait to be sent on one WebSocket before it closes 4000."""
+    ws_max_queue_messages: int = 10_000
+    """Messages (an event counts as one) that may wait on one WebSocket before 4000."""
+    ws_max_publishes: int = 64
+    """Publishes one WebSocket may have in flight; past it the server stops reading."""

@@ -12,14 +12,13 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from ..exceptions import ThreadlineError
+from ..exceptions import RateLimited
 
 __all__ = [
     "MAX_EVENT_BYTES",
@@ -30,23 +29,6 @@ __all__ = [
 
 MAX_EVENT_BYTES: Final = 64 * 1024
 """Largest event draft, as compact JSON."""
-
-
-class RateLimited(ThreadlineError):
-    """A token published faster than its rate (429, with ``retry_after``)."""
-
-    code = "rate_limited"
-    status = 429
-
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"publish rate exceeded; retry after {retry_after:.2f} s")
-        self.retry_after = retry_after
-        """Seconds until the request would be allowed."""
-
-    @property
-    def retry_after_header(self) -> str:
-        """``Retry-After`` is whole seconds, at least 1."""
-        return str(max(1, math.ceil(self.retry_after)))
 
 
 @dataclass(frozen=True, slots=True)

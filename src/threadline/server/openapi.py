@@ -67,6 +67,9 @@ def openapi_document() -> dict[str, Any]:
             {
                 "name": "view",
                 "in": "query",
+                "description": "`raw` (default): every event; `compact`: streamed "
+                "messages folded (docs/topics/compaction.md); anything else is "
+                "`400 invalid_view`.",
                 "schema": {"type": "string", "enum": ["raw", "compact"]},
             },
             {"name": "ticket", "in": "query", "schema": {"type": "string"}},

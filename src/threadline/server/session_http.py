@@ -35,6 +35,8 @@ from ..protocol.actors import Actor
 from ..protocol.events import EventDraft
 from ..protocol.offsets import NOW, Offset, parse_offset_param
 from ..storage.base import ReadResult
+from .access import check_session_id as _check_session_id, reach_session
+from .compaction import CompactRead, CompactRecord
 from .sessions import SessionInfo, SessionManager, SessionNotFound
 from .stream_codec import status_of
 
@@ -49,9 +51,8 @@ SSE_SECONDS: Final = 60.0
 HEARTBEAT_SECONDS: Final = 15.0
 """An idle session SSE response sends a comment this often."""
 CLOSED_MARK: Final = b',"type":"session.closed",'
-SESSION_ID_CHARS: Final = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-"
-)
+VIEWS: Final = ("raw", "compact")
+"""``view=raw`` (every event, the default) or ``view=compact`` (messages folded)."""
 
 Authenticate = Callable[[Request], Awaitable[Claims]]
 
@@ -69,13 +70,6 @@ def _json(
 
 def _error(status: int, code: str, message: str, **extra: Any) -> Response:
     return _json({"error": {"code": code, "message": message, **extra}}, status)
-
-
-def _check_session_id(session_id: str) -> None:
-    if not (0 < len(session_id) <= 128 and set(session_id) <= SESSION_ID_CHARS):
-        raise ProtocolError(
-            "session ids match [A-Za-z0-9._:-]{1,128}", "invalid_session_id"
-        )
 
 
 def _actor(claims: Claims, device: str | None) -> Actor:
@@ -127,16 +121,7 @@ class _SessionAPI:
     ) -> tuple[Claims, SessionInfo]:
         """Authenticate and check the token reaches the session."""
         claims = await self.authenticate(request)
-        _check_session_id(session_id)
-        if not claims.may_access_session(session_id):
-            raise AuthError(
-                f"token does not reach session {session_id!r}", "forbidden", 403
-            )
-        info = await self.sessions.info(claims.tenant, session_id)
-        if claims.role == "customer" and info.customer != claims.sub:
-            # Not "forbidden": a customer learns nothing of others' sessions.
-            raise SessionNotFound(f"no session {session_id!r}")
-        return claims, info
+        return claims, await reach_session(self.sessions, claims, session_id)
 
     # Routes
 
@@ -220,41 +205,84 @@ class _SessionAPI:
             after: Offset | None = Offset.parse(snapshot["offset"])
         else:
             after = offset if isinstance(offset, Offset) else None
+        view = request.query_params.get("view", "raw")
+        if view not in VIEWS:
+            raise ProtocolError(f"unknown view {view[:80]!r}", "invalid_view")
+        compact = view == "compact"
         live = request.query_params.get("live")
         if live == "sse":
             last_event_id = request.headers.get("last-event-id")
             if last_event_id:  # the resume point: Last-Event-ID > offset > -1
                 after = Offset.parse(last_event_id.strip())
-            return self._sse(claims, session_id, after)
+            return self._sse(claims, session_id, after, compact=compact)
         if live not in (None, "long-poll"):
             raise ProtocolError(f"unknown live mode {live!r}", "invalid_live")
-        result = await self.sessions.read(
-            claims.tenant, session_id, staff=staff, after=after
-        )
-        if live == "long-poll" and not result.records:
+        page = await self._page(claims.tenant, session_id, staff, after, compact)
+        if live == "long-poll" and not page.records:
             await self.sessions.wait(
                 claims.tenant,
                 session_id,
                 staff=staff,
-                after=result.next_offset,
+                after=page.next_offset,
                 timeout=self.long_poll_timeout,
             )
-            result = await self.sessions.read(
-                claims.tenant, session_id, staff=staff, after=after
+            page = await self._page(claims.tenant, session_id, staff, after, compact)
+        return _events_response(request, page, view)
+
+    async def _page(
+        self,
+        tenant: str,
+        session_id: str,
+        staff: bool,
+        after: Offset | None,
+        compact: bool,
+    ) -> ReadResult | CompactRead:
+        if compact:
+            return await self.sessions.read_compact(
+                tenant, session_id, staff=staff, after=after
             )
-        return _events_response(request, result)
+        return await self.sessions.read(tenant, session_id, staff=staff, after=after)
 
     long_poll_timeout: float = 20.0
     draining: asyncio.Event | None = None
 
-    def _sse(self, claims: Claims, session_id: str, after: Offset | None) -> Response:
-        """Session SSE: one event per log event (``id:`` offset), control events."""
+    def _sse(
+        self,
+        claims: Claims,
+        session_id: str,
+        after: Offset | None,
+        *,
+        compact: bool = False,
+    ) -> Response:
+        """Session SSE: one event per log event (``id:`` offset), control events.
+
+        With ``compact``, the catch-up (up to the tail when the response
+        starts) is the compact view, and live events follow raw. A compacted
+        event that is not resumable has no ``id:`` line, so ``Last-Event-ID``
+        only ever names a point a compact read may resume from.
+        """
         sessions, staff, tenant = self.sessions, claims.is_staff, claims.tenant
         draining = self.draining
 
         async def stream() -> AsyncIterator[bytes]:
             position = after
             deadline = time.monotonic() + SSE_SECONDS * random.uniform(0.9, 1.1)
+            while compact:
+                try:
+                    page = await sessions.read_compact(
+                        tenant, session_id, staff=staff, after=position
+                    )
+                except SessionNotFound:
+                    yield _control("gone")
+                    return
+                if page.records:
+                    yield b"".join(map(_sse_compacted, page.records))
+                position = page.next_offset
+                if any(CLOSED_MARK in r.data for r in page.records):
+                    yield _control("closed", position)
+                    return
+                if page.up_to_date:
+                    break
             while True:
                 try:
                     result = await sessions.read(
@@ -327,10 +355,21 @@ def _control(kind: str, offset: Offset | None = None) -> bytes:
     return b"event: control\ndata: " + orjson.dumps(body) + b"\n\n"
 
 
-def _events_response(request: Request, result: ReadResult) -> Response:
+def _sse_compacted(record: CompactRecord) -> bytes:
+    """A compacted SSE event: ``id:`` only where a reader may resume."""
+    if record.resumable:
+        return b"id: %s\ndata: %s\n\n" % (str(record.offset).encode(), record.data)
+    return b"data: %s\n\n" % record.data
+
+
+def _events_response(
+    request: Request, result: ReadResult | CompactRead, view: str
+) -> Response:
     body = b"[" + b",".join(record.data for record in result.records) + b"]"
     start = request.query_params.get("offset", "-1")
-    etag = f'"{start}:{result.next_offset}"'
+    # The compact view is another representation of the same range.
+    tag = "compact:" if view == "compact" else ""
+    etag = f'"{tag}{start}:{result.next_offset}"'
     headers = {
         "stream-next-offset": str(result.next_offset),
         "etag": etag,

@@ -25,15 +25,17 @@ import hashlib
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
 from ..exceptions import (
+    EventTooLarge,
+    IdConflict,
     LogNotFound,
     OffsetGone,
     ProtocolError,
-    SessionRuleError,
+    SessionNotFound,
     TailMismatch,
 )
 from ..protocol.actors import Actor, Role
@@ -44,6 +46,9 @@ from ..protocol.state import SessionState
 from ..storage.base import LogConfig, LogKey, LogStore, ReadResult
 from ..storage.index import Txn
 from .limits import MAX_EVENT_BYTES
+
+if TYPE_CHECKING:
+    from .compaction import CompactRead
 
 __all__ = [
     "ALL_PREFIX",
@@ -70,27 +75,6 @@ IDS: Final = "ids"  # {id}\n{actor}\n{event id} -> the original offsets
 MESSAGES: Final = "messages"  # {id}\n{full start offset} -> folded message
 CURSORS: Final = "cursors"  # {id}\n{participant} -> offset in their view
 MEMBERS: Final = "members"  # {participant}\n{id} -> membership
-
-
-class SessionNotFound(SessionRuleError):
-    """No session with that id in the tenant (404)."""
-
-    code = "session_not_found"
-    status = 404
-
-
-class EventTooLarge(SessionRuleError):
-    """An event's JSON is over the size limit (413); nothing is written."""
-
-    code = "event_too_large"
-    status = 413
-
-
-class IdConflict(SessionRuleError):
-    """An event id was used before by the same actor with another body (409)."""
-
-    code = "id_conflict"
-    status = 409
 
 
 def full_key(tenant: str, session_id: str) -> LogKey:
@@ -506,6 +490,7 @@ class SessionManager:
             "end_offset": str(end.offset),
             "all_start_offset": working.all_starts.get(opened.message_id),
             "all_end_offset": None if all_offset is None else str(all_offset),
+            "deltas": opened.next_seq,  # compact reads skip whole spans by count
         }
         key = f"{session_id}\n{opened.start_offset}"
         txn.put(MESSAGES, key, orjson.dumps(folded))
@@ -686,6 +671,28 @@ class SessionManager:
             )
         except LogNotFound as exc:
             raise SessionNotFound(f"no session {session_id!r}") from exc
+
+    async def read_compact(
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        staff: bool,
+        after: Offset | None,
+        max_bytes: int = 1 << 20,
+    ) -> CompactRead:
+        """The compact view after ``after`` in the reader's view.
+
+        See :func:`threadline.server.compaction.read_compact`.
+
+        Raises:
+            SessionNotFound, OffsetGone, InvalidOffset.
+        """
+        from .compaction import read_compact  # it builds on this module
+
+        return await read_compact(
+            self, tenant, session_id, staff=staff, after=after, max_bytes=max_bytes
+        )
 
     async def wait(
         self,
