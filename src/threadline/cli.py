@@ -116,6 +116,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument(
+        "--ws-deflate",
+        action="store_true",
+        help="offer permessage-deflate on /v1/ws (off by default: it costs CPU)",
+    )
 
     token = commands.add_parser(
         "token",
@@ -442,6 +447,20 @@ def _private_key(path: str, alg: str | None) -> tuple[Any, str]:
     return key, own
 
 
+class _RedactTickets(logging.Filter):
+    """Access logs never show a ``?ticket=`` (a credential)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from .server.tickets import redact_tickets
+
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_tickets(arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        return True
+
+
 def _serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -457,6 +476,7 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("uvicorn.access").addFilter(_RedactTickets())
     secret = args.secret
     if args.dev and not secret:
         secret = secrets.token_urlsafe(32)
@@ -505,6 +525,9 @@ def _serve(args: argparse.Namespace) -> int:
         loop="uvloop",
         http="httptools",
         ws="websockets-sansio",
+        # Compression costs ~30 % of fan-out throughput (docs/benchmarks.md);
+        # deltas are tiny. --ws-deflate turns it on for slow links.
+        ws_per_message_deflate=args.ws_deflate,
         lifespan="on",
         access_log=args.access_log,
         log_level=args.log_level,

@@ -235,3 +235,74 @@ async def test_staff_message_never_counts_as_unread_for_the_customer(
     assert events_after.headers["etag"] == events_before.headers["etag"]
     staff_view = (await client.get("/v1/me/sessions", headers=SERVICE)).json()
     assert staff_view["sessions"] == []  # the service never joined
+
+
+async def test_publish_rate_is_limited_with_retry_after(
+    client: httpx.AsyncClient,
+) -> None:
+    """Past the burst a customer gets 429 with Retry-After, and nothing is stored."""
+    await create(client)
+    url = "/v1/sessions/order-1/events"
+    burst = {
+        "events": [{**message(f"c{i}", "x"), "type": "x.tick"} for i in range(100)]
+    }
+    assert (await client.post(url, json=burst, headers=CUSTOMER)).status_code == 200
+    refused = await client.post(url, json=message("late", "x"), headers=CUSTOMER)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limited"
+    assert int(refused.headers["retry-after"]) >= 1
+    events = (await client.get(url, headers=CUSTOMER)).json()
+    assert len(events) == 100
+
+
+async def test_ticket_opens_one_session_read_only(client: httpx.AsyncClient) -> None:
+    """A ticket reads its session without a header; it cannot publish or read others."""
+    await create(client)
+    await client.post(
+        "/v1/sessions/order-1/events", json=message("c1", "hi"), headers=CUSTOMER
+    )
+    minted = await client.post("/v1/sessions/order-1/tickets", headers=CUSTOMER)
+    assert minted.status_code == 200
+    ticket = minted.json()["ticket"]
+    read = await client.get(f"/v1/sessions/order-1/events?ticket={ticket}")
+    assert [e["id"] for e in read.json()] == ["c1"]
+    forged = await client.get(f"/v1/sessions/order-1/events?ticket={ticket[:-3]}xyz")
+    assert forged.status_code == 401
+    publish = await client.post(
+        f"/v1/sessions/order-1/events?ticket={ticket}", json=message("c2", "x")
+    )
+    assert publish.status_code == 401
+
+
+async def test_customer_state_offsets_are_customer_offsets(
+    client: httpx.AsyncClient,
+) -> None:
+    """An open message's start_offset in a customer's state is in the customer view."""
+    await create(client)
+    note = {"type": "note", "id": "n1", "data": {"text": "first, staff only"}}
+    await client.post("/v1/sessions/order-1/events", json=note, headers=AI)
+    start = {
+        "type": "message.start",
+        "id": "s1",
+        "data": {"message_id": "m1", "role": "assistant"},
+    }
+    await client.post("/v1/sessions/order-1/events", json=start, headers=AI)
+    events = (await client.get("/v1/sessions/order-1/events", headers=CUSTOMER)).json()
+    state = (await client.get("/v1/sessions/order-1", headers=CUSTOMER)).json()
+    [open_message] = state["messages"]
+    assert open_message["start_offset"] == events[0]["offset"]
+    assert all("start_offset" not in run for run in state["runs"])
+
+
+async def test_openapi_documents_every_route(client: httpx.AsyncClient) -> None:
+    """The served OpenAPI document lists exactly the session routes."""
+    document = (await client.get("/v1/openapi.json")).json()
+    assert document["openapi"].startswith("3.1")
+    assert set(document["paths"]) == {
+        "/v1/sessions",
+        "/v1/sessions/{session_id}",
+        "/v1/sessions/{session_id}/events",
+        "/v1/sessions/{session_id}/cursor",
+        "/v1/sessions/{session_id}/tickets",
+        "/v1/me/sessions",
+    }

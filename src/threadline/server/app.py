@@ -18,6 +18,7 @@ from ..auth.jwks import JWKSClient, read_jwks_file
 from ..storage import LogStore, open_log_store
 from .config import Config
 from .http import Receive, Scope, Send, error_body, send_response
+from .limits import RateLimiter
 from .session_http import build_session_api
 from .sessions import SessionManager
 from .streams import PREFIX, StreamHandler
@@ -44,12 +45,13 @@ class Application:
             keyset=self.keyset if streams_auth else None,
             jwks=self.jwks if streams_auth else None,
         )
-        self.sessions = SessionManager(self.store)
+        self.sessions = SessionManager(self.store, limiter=RateLimiter())
         self.session_api = build_session_api(
             self.sessions,
             self._authenticate,
             long_poll_timeout=config.long_poll_timeout,
             draining=self.draining,
+            ticket_secret=config.secret,
         )
         self.websockets = WebSocketHandler(
             self.sessions,
@@ -102,7 +104,7 @@ class Application:
             path: str = scope["path"]
             if path.startswith(PREFIX):
                 await self.streams(scope, receive, send)
-            elif path.startswith(("/v1/sessions", "/v1/me/")):
+            elif path.startswith(("/v1/sessions", "/v1/me/", "/v1/openapi.json")):
                 await self.session_api(scope, receive, send)
             elif path == "/healthz":
                 status = 503 if self.draining.is_set() else 200

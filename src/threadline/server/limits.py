@@ -5,7 +5,7 @@
 | event size (a draft's JSON) | 64 KiB → ``413 event_too_large`` |
 | publish body | 1 MiB → ``413 body_too_large`` |
 | events per publish | 500 → ``400 batch_too_large`` |
-| subscriptions per WebSocket | 100 → ``error subscription_limit`` |
+| subscriptions per WebSocket | 100 → ``error too_many_subscriptions`` |
 | publish rate per customer token | 20 events/s, bursts of 100 → ``429`` |
 | publish rate per token (staff) | 2,000 events/s, bursts of 5,000 (token streaming) |
 """

@@ -32,13 +32,15 @@ from ..exceptions import (
     ThreadlineError,
 )
 from ..protocol.actors import Actor
-from ..protocol.events import EventDraft
+from ..protocol.events import EventDraft, format_ts
 from ..protocol.offsets import NOW, Offset, parse_offset_param
 from ..storage.base import ReadResult
 from .access import check_session_id as _check_session_id, reach_session
 from .compaction import CompactRead, CompactRecord
+from .openapi import openapi_document
 from .sessions import SessionInfo, SessionManager, SessionNotFound
 from .stream_codec import status_of
+from .tickets import TicketSigner
 
 __all__ = ["MAX_BATCH_EVENTS", "MAX_BODY", "build_session_api"]
 
@@ -190,9 +192,38 @@ class _SessionAPI:
             }
         )
 
-    async def read(self, request: Request) -> Response:
+    async def _reader(self, request: Request, session_id: str) -> Claims:
+        """A reader's identity: the bearer token, or a ``?ticket=`` (EventSource)."""
+        ticket = request.query_params.get("ticket")
+        if ticket is None or "authorization" in request.headers:
+            claims, _ = await self._reach(request, session_id)
+            return claims
+        verified = self.tickets.verify(ticket, session_id)
+        claims = Claims(
+            sub=verified.sub,
+            tenant=verified.tenant,
+            role=verified.role,
+            name=verified.name,
+            sessions=(session_id,),
+        )
+        await reach_session(self.sessions, claims, session_id)
+        return claims
+
+    async def ticket(self, request: Request) -> Response:
         session_id = request.path_params["session_id"]
         claims, _ = await self._reach(request, session_id)
+        text, ticket = self.tickets.mint(
+            tenant=claims.tenant,
+            sub=claims.sub,
+            role=claims.role,
+            name=claims.name,
+            session=session_id,
+        )
+        return _json({"ticket": text, "expires": format_ts(ticket.expires)})
+
+    async def read(self, request: Request) -> Response:
+        session_id = request.path_params["session_id"]
+        claims = await self._reader(request, session_id)
         staff = claims.is_staff
         values = request.query_params.getlist("offset")
         if len(values) > 1:
@@ -245,6 +276,7 @@ class _SessionAPI:
 
     long_poll_timeout: float = 20.0
     draining: asyncio.Event | None = None
+    tickets: TicketSigner
 
     def _sse(
         self,
@@ -389,9 +421,11 @@ def build_session_api(
     *,
     long_poll_timeout: float = 20.0,
     draining: asyncio.Event | None = None,
+    ticket_secret: str | None = None,
 ) -> Starlette:
     """The Starlette app for ``/v1/sessions`` and ``/v1/me/sessions``."""
     api = _SessionAPI(sessions, authenticate)
+    api.tickets = TicketSigner(ticket_secret)
     api.long_poll_timeout = long_poll_timeout
     api.draining = draining
 
@@ -409,15 +443,23 @@ def build_session_api(
             return _error(412, exc.code, str(exc), offset=str(exc.tail))
         if isinstance(exc, InvalidEvent):
             return _error(400, exc.code, str(exc))
-        status, _ = status_of(exc)
-        return _error(status, exc.code, str(exc))
+        status, extra_headers = status_of(exc)
+        response = _error(status, exc.code, str(exc))
+        for name, value in extra_headers:
+            response.headers[name.decode()] = value.decode()
+        return response
+
+    async def openapi(request: Request) -> Response:
+        return _json(openapi_document())
 
     routes = [
+        Route("/v1/openapi.json", openapi, methods=["GET"]),
         Route("/v1/sessions", api.create, methods=["POST"]),
         Route("/v1/sessions/{session_id}", api.state, methods=["GET"]),
         Route("/v1/sessions/{session_id}/events", api.publish, methods=["POST"]),
         Route("/v1/sessions/{session_id}/events", api.read, methods=["GET"]),
         Route("/v1/sessions/{session_id}/cursor", api.cursor, methods=["PUT"]),
+        Route("/v1/sessions/{session_id}/tickets", api.ticket, methods=["POST"]),
         Route("/v1/me/sessions", api.my_sessions, methods=["GET"]),
     ]
     return Starlette(routes=routes, exception_handlers={ThreadlineError: on_error})

@@ -45,7 +45,7 @@ from ..protocol.offsets import Offset
 from ..protocol.state import SessionState
 from ..storage.base import LogConfig, LogKey, LogStore, ReadResult
 from ..storage.index import Txn
-from .limits import MAX_EVENT_BYTES
+from .limits import MAX_EVENT_BYTES, RateLimiter
 
 if TYPE_CHECKING:
     from .compaction import CompactRead
@@ -190,11 +190,17 @@ class SessionManager:
     """
 
     def __init__(
-        self, store: LogStore, *, clock: Callable[[], float] = time.time
+        self,
+        store: LogStore,
+        *,
+        clock: Callable[[], float] = time.time,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.store = store
         self._clock = clock
         self._working: dict[tuple[str, str], _Working] = {}
+        self.limiter = limiter
+        """Publish rate limits per participant (``None``: unlimited)."""
 
     # Sessions
 
@@ -293,6 +299,8 @@ class SessionManager:
             and the :class:`SessionRuleError` family of the rules.
         """
         staff = actor.is_staff
+        if self.limiter is not None and not actor.is_server:
+            self.limiter.take(tenant, actor.id, staff=staff, count=len(drafts))
         key = (tenant, session_id)
 
         def run(txn: Txn) -> list[Published]:
@@ -720,6 +728,13 @@ class SessionManager:
         working = _Working.from_json(raw)
         snapshot = working.state.snapshot(staff=staff)
         snapshot["offset"] = str(working.full_tail if staff else working.all_tail)
+        if not staff:
+            # The state keeps staff-view offsets; a customer gets customer-view
+            # ones, or none, so no offset betrays a staff event.
+            for message in snapshot["messages"]:
+                message["start_offset"] = working.all_starts.get(message["message_id"])
+            for run in snapshot["runs"]:
+                run.pop("start_offset", None)
         return snapshot
 
     @staticmethod

@@ -20,6 +20,7 @@ from ..exceptions import (
     ProducerEpochStale,
     ProducerSeqGap,
     ProtocolError,
+    RateLimited,
     SeqConflict,
     TailMismatch,
     ThreadlineError,
@@ -134,6 +135,10 @@ def join_records(content_type: str, records: Sequence[bytes]) -> bytes:
 
 def status_of(exc: ThreadlineError) -> tuple[int, Headers]:
     """HTTP status and extra headers for a Threadline error."""
+    if isinstance(exc, RateLimited):
+        return 429, [(b"retry-after", exc.retry_after_header.encode())]
+    if exc.code in ("body_too_large", "event_too_large"):
+        return 413, []
     if isinstance(exc, AuthError):
         return exc.status, [
             (b"www-authenticate", b"Bearer")
