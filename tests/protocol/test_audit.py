@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given, strategies as st
 
-from threadline.protocol.audit import canonical_json, data_digest, event_hash
+from threadline.protocol.audit import _encode, canonical_json, data_digest, event_hash
 
 # String(x) in ECMAScript (Node 20), for each float below.
 ECMASCRIPT_NUMBERS = [
@@ -128,3 +128,22 @@ def test_event_hash_links_every_field():
         changed = dict(fields)
         changed[name] = {"id": "other"} if name == "actor" else "x"
         assert event_hash(**changed) != base, name
+
+
+plain_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+    max_leaves=20,
+)
+
+
+@given(plain_values)
+def test_canonical_json_fast_path_matches_the_exact_encoder(value):
+    """The C fast path writes the same bytes as the exact JCS encoder."""
+    assert canonical_json(value) == _encode(value).encode()
+
+
+def test_canonical_json_takes_the_exact_path_for_non_ascii_keys_and_floats():
+    """Non-ASCII keys sort by UTF-16 and floats print as ECMAScript does."""
+    assert canonical_json({"\ufb01": 1, "\U0001f600": 2.0}) == '{"😀":2,"ﬁ":1}'.encode()
+    assert canonical_json([(1, None)]) == b"[[1,null]]"
