@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+from pathlib import Path
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -368,4 +369,7 @@ def render(
                 f"Warning: the load generator used ≥ {GEN_BOUND:.0f}% of its core"
                 f" against {', '.join(bound)}; those numbers may be generator-bound.",
             ]
+    analysis = Path(__file__).with_name("analysis.md")
+    if analysis.exists():  # hand-written: what limits the numbers
+        lines += ["", analysis.read_text().rstrip()]
     return "\n".join(lines) + "\n"
