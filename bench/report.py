@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
-from pathlib import Path
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from common import Result
 
