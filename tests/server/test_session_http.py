@@ -306,3 +306,39 @@ async def test_openapi_documents_every_route(client: httpx.AsyncClient) -> None:
         "/v1/sessions/{session_id}/tickets",
         "/v1/me/sessions",
     }
+
+
+async def test_cors_allows_listed_origins_only() -> None:
+    """Preflights and responses carry CORS headers for allowed origins only."""
+    app = create_app(
+        Config(
+            store="memory://",
+            auth=True,
+            secret=SECRET,
+            cors_origins=("https://shop.example",),
+        )
+    )
+    async with asgi_client(app) as client:
+        preflight = await client.options(
+            "/v1/sessions/order-1/events",
+            headers={
+                "origin": "https://shop.example",
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "authorization, content-type",
+            },
+        )
+        assert preflight.status_code == 200
+        assert (
+            preflight.headers["access-control-allow-origin"] == "https://shop.example"
+        )
+        other = await client.get(
+            "/v1/me/sessions", headers={**CUSTOMER, "origin": "https://evil.example"}
+        )
+        assert "access-control-allow-origin" not in other.headers
+        ok = await client.get(
+            "/v1/me/sessions", headers={**CUSTOMER, "origin": "https://shop.example"}
+        )
+        assert ok.headers["access-control-allow-origin"] == "https://shop.example"
+        assert (
+            "stream-next-offset" in ok.headers["access-control-expose-headers"].lower()
+        )

@@ -11,13 +11,14 @@ import logging
 from dataclasses import asdict
 
 import orjson
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 
 from ..auth import AuthError, Claims, Keyset, verify_token
 from ..auth.jwks import JWKSClient, read_jwks_file
 from ..storage import LogStore, open_log_store
 from .config import Config
-from .http import Receive, Scope, Send, error_body, send_response
+from .http import ASGIApp, Receive, Scope, Send, error_body, send_response
 from .limits import RateLimiter
 from .session_http import build_session_api
 from .sessions import SessionManager
@@ -27,6 +28,20 @@ from .websocket import WebSocketHandler, WebSocketLimits
 __all__ = ["Application", "create_app"]
 
 logger = logging.getLogger(__name__)
+
+SESSION_ALLOW_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "If-None-Match",
+    "Last-Event-ID",
+    "Threadline-Device",
+]
+SESSION_EXPOSE_HEADERS = [
+    "Stream-Next-Offset",
+    "Stream-Up-To-Date",
+    "ETag",
+    "Retry-After",
+]
 
 
 class Application:
@@ -46,12 +61,19 @@ class Application:
             jwks=self.jwks if streams_auth else None,
         )
         self.sessions = SessionManager(self.store, limiter=RateLimiter())
-        self.session_api = build_session_api(
-            self.sessions,
-            self._authenticate,
-            long_poll_timeout=config.long_poll_timeout,
-            draining=self.draining,
-            ticket_secret=config.secret,
+        self.session_api: ASGIApp = CORSMiddleware(
+            build_session_api(
+                self.sessions,
+                self._authenticate,
+                long_poll_timeout=config.long_poll_timeout,
+                draining=self.draining,
+                ticket_secret=config.secret,
+            ),
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "OPTIONS"],
+            allow_headers=SESSION_ALLOW_HEADERS,
+            expose_headers=SESSION_EXPOSE_HEADERS,
+            max_age=86400,
         )
         self.websockets = WebSocketHandler(
             self.sessions,
