@@ -48,7 +48,7 @@ from ..exceptions import (
     StoreLocked,
     ThreadlineError,
 )
-from ..protocol.offsets import Offset, Segment, offset_at, resolve
+from ..protocol.offsets import Offset, Segment, offset_at
 from ..protocol.streams import LogState, ProducerState, check_append
 from .base import (
     AppendRequest,
@@ -59,7 +59,6 @@ from .base import (
     LogKey,
     LogStore,
     ReadResult,
-    Record,
     Waiters,
     fork_config,
     fork_position,
@@ -67,6 +66,7 @@ from .base import (
 )
 from .index import IndexStore, Txn
 from .sqlite_index import SQLiteIndexStore, SQLiteTxn
+from .sqlite_reads import CACHED_LOGS, SQLiteReadCache
 from .sqlite_rows import (
     COLUMNS,
     MIGRATIONS,
@@ -87,11 +87,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_BATCH: Final = 4096
-RECENT_RECORDS: Final = 512
-RECENT_BYTES: Final = 1 << 20
-CACHED_LOGS: Final = 4096
-READ_MEMO: Final = 1024
-MEMO_RECORD_BYTES: Final = 16 * 1024
 IDLE_FLUSH_SECONDS: Final = 1.0
 FAULT_ENV: Final = "THREADLINE_FAULT_KILL_IN_COMMIT"
 
@@ -128,22 +123,20 @@ class SQLiteLogStore(LogStore):
         self._scheduled = False
         self._idle: asyncio.Event | None = None
         self._touches: dict[LogKey, float] = {}
-        self._rtouch: dict[LogKey, float] = {}
         self._dirty: dict[int, Row] = {}
         self._dirty_producers: dict[tuple[int, str], ProducerState] = {}
         self._new_records: list[tuple[int, int, bytes]] = []
         self._appended: dict[int, tuple[Row, list[tuple[int, bytes]]]] = {}
         self._wrows: OrderedDict[LogKey, Row] = OrderedDict()
-        self._rows: OrderedDict[LogKey, Row] = OrderedDict()
-        self._read_memo: dict[
-            tuple[LogKey, Offset | None, int], tuple[Row, int, bool, ReadResult]
-        ] = {}
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._ticker: asyncio.TimerHandle | None = None
         self._lock_fd: int | None = None
         self._waiters = Waiters()
+        self._reads = SQLiteReadCache(
+            self._require_reader, self._waiters, clock=clock, on_expired=self._collect
+        )
         self._index = SQLiteIndexStore(self)
         self._running = False
         fault = os.environ.get(FAULT_ENV)
@@ -166,7 +159,7 @@ class SQLiteLogStore(LogStore):
             raise StorageError(f"cannot open {self.path}: {exc}") from exc
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="threadline-commit")
         self._wrows.clear()
-        self._rows.clear()
+        self._reads.clear()
         self._idle = asyncio.Event()
         self._idle.set()
         self._running = True
@@ -370,7 +363,7 @@ class SQLiteLogStore(LogStore):
         self.stats.commits += 1
         self.stats.fsyncs += 1
         for snapshot in snapshots:
-            self._apply(snapshot)
+            self._reads.apply(snapshot)
             self._waiters.notify(snapshot.key)
         for future, result, error in outcomes:
             if future.done():
@@ -475,45 +468,6 @@ class SQLiteLogStore(LogStore):
                 ],
             )
             self._dirty_producers.clear()
-
-    def _apply(self, snapshot: Snapshot) -> None:
-        cached = self._rows.get(snapshot.key)
-        if snapshot.row is None:
-            if cached is not None and cached.generation == snapshot.generation:
-                del self._rows[snapshot.key]
-            return
-        row = snapshot.row
-        if cached is None:
-            return  # loaded from the database on the next read
-        if cached.generation > row.generation:
-            return
-        if cached.generation == row.generation:
-            if row.tail < cached.tail:
-                return  # the cache was loaded after this commit
-            records = snapshot.records
-            recent = cached.recent
-            if (
-                records
-                and records[0][0] == cached.tail + 1
-                and (not recent or recent[-1][0] == cached.tail)
-            ):
-                recent.extend(records)
-                cached.recent_bytes += sum(len(data) for _, data in records)
-            elif row.tail != cached.tail:
-                recent.clear()
-                cached.recent_bytes = 0
-            while recent and (
-                len(recent) > RECENT_RECORDS or cached.recent_bytes > RECENT_BYTES
-            ):
-                cached.recent_bytes -= len(recent.popleft()[1])
-            cached.tail = row.tail
-            cached.closed = cached.closed or row.closed
-            cached.closed_by = row.closed_by
-            cached.soft_deleted = row.soft_deleted
-            cached.children = row.children
-            cached.last_access = max(cached.last_access, row.last_access)
-        else:
-            self._rows[snapshot.key] = clone(row)
 
     # Writer-side rows (writer thread only)
 
@@ -828,45 +782,9 @@ class SQLiteLogStore(LogStore):
     def touch(self, key: LogKey) -> None:
         now = self._clock()
         self._touches[key] = now
-        row = self._rows.get(key)
-        if row is not None:
-            if not row.expired(now):  # an access never revives an expired log
-                row.last_access = now
-        else:
-            if len(self._rtouch) > CACHED_LOGS:
-                self._rtouch.clear()
-            self._rtouch[key] = now
+        self._reads.touch(key, now)
 
     # Reads (event loop thread)
-
-    def _rrow(self, key: LogKey) -> Row:
-        row = self._rows.get(key)
-        if row is None:
-            conn = self._require_reader()
-            try:
-                loaded = load(conn, key)
-            except sqlite3.Error as exc:
-                raise StorageError(f"read failed: {exc}") from exc
-            if loaded is None:
-                raise LogNotFound(f"no log {key}")
-            row = loaded
-            # An access refreshed before this load may not be committed yet.
-            touched = self._rtouch.pop(key, 0.0)
-            if touched > row.last_access and not row.expired(touched):
-                row.last_access = touched
-            self._rows[key] = row
-            if len(self._rows) > CACHED_LOGS:
-                self._rows.popitem(last=False)
-        else:
-            self._rows.move_to_end(key)
-        if row.soft_deleted:
-            raise LogGone(f"log {key} is deleted")
-        if row.expired(self._clock()):
-            self._collect(key)
-            if row.children:
-                raise LogGone(f"log {key} expired; its forks still read it")
-            raise LogNotFound(f"log {key} expired")
-        return row
 
     def _collect(self, key: LogKey) -> None:
         """Remove an expired log in the background (reads never wait for writes)."""
@@ -881,108 +799,15 @@ class SQLiteLogStore(LogStore):
             self._pending.append(_Op(run, future))
             self._schedule()
 
+    # Reads (event loop thread): see sqlite_reads.py
+
     async def head(self, key: LogKey) -> LogInfo:
-        return self._rrow(key).info()
-
-    def _catch_up(self, key: LogKey, row: Row, after: Offset | None) -> Row:
-        """Bring the cached row up to a committed offset a reader already knows.
-
-        Between a COMMIT and the loop's publishing of it, the index (read
-        straight from the file) can name an offset the cache does not have
-        yet; reload the row rather than call that offset invalid.
-        """
-        if (
-            after is None
-            or after.generation != row.generation
-            or after.position <= row.tail
-        ):
-            return row
-        try:
-            loaded = load(self._require_reader(), key)
-        except sqlite3.Error as exc:
-            raise StorageError(f"read failed: {exc}") from exc
-        if (
-            loaded is not None
-            and loaded.generation == row.generation
-            and loaded.tail > row.tail
-        ):
-            row.tail, row.closed, row.closed_by = (
-                loaded.tail,
-                loaded.closed,
-                loaded.closed_by,
-            )
-            row.recent.clear()  # it must end at the tail
-            row.recent_bytes = 0
-        return row
+        return self._reads.head(key)
 
     async def read(
         self, key: LogKey, after: Offset | None, *, max_bytes: int
     ) -> ReadResult:
-        row = self._catch_up(key, self._rrow(key), after)
-        # Live readers at the same position ask the same question after every
-        # append: answer it once per (position, tail, closed).
-        memo_key = (key, after, max_bytes)
-        memo = self._read_memo.get(memo_key)
-        if memo is not None and memo[0] is row and memo[1] == row.tail:
-            if memo[2] == row.closed:
-                return memo[3]
-        result = self._read(row, after, max_bytes)
-        size = sum(len(record.data) for record in result.records)
-        if size <= MEMO_RECORD_BYTES:
-            if len(self._read_memo) >= READ_MEMO:
-                del self._read_memo[next(iter(self._read_memo))]
-            self._read_memo[memo_key] = (row, row.tail, row.closed, result)
-        return result
-
-    def _read(self, row: Row, after: Offset | None, max_bytes: int) -> ReadResult:
-        segments = row.segments()
-        start = 0 if after is None else resolve(segments, after)
-        records: list[Record] = []
-        size = 0
-        position = start
-        recent = row.recent
-        if recent and recent[0][0] <= start + 1 and start < row.tail:
-            generation = row.generation
-            for p, data in recent:
-                if p <= start:
-                    continue
-                if records and size + len(data) > max_bytes:
-                    break
-                records.append(Record(Offset(generation, p), data))
-                size += len(data)
-                position = p
-        elif start < row.tail:
-            conn = self._require_reader()
-            try:
-                for segment in segments:
-                    if position >= segment.high:
-                        continue
-                    rows = conn.execute(
-                        "SELECT position, data FROM records WHERE generation=? AND "
-                        "position>? AND position<=? ORDER BY position",
-                        (segment.generation, max(position, segment.low), segment.high),
-                    )
-                    full = False
-                    for p, data in rows:
-                        if records and size + len(data) > max_bytes:
-                            full = True
-                            break
-                        records.append(Record(Offset(segment.generation, p), data))
-                        size += len(data)
-                        position = p
-                    rows.close()
-                    if full:
-                        break
-            except sqlite3.Error as exc:
-                raise StorageError(f"read failed: {exc}") from exc
-        next_offset = records[-1].offset if records else offset_at(segments, start)
-        if after is not None and not records and not after.is_zero:
-            next_offset = after
-        return ReadResult(records, next_offset, position >= row.tail, row.info())
+        return self._reads.read(key, after, max_bytes=max_bytes)
 
     async def wait(self, key: LogKey, after: Offset, timeout: float) -> bool:
-        row = self._catch_up(key, self._rrow(key), after)
-        position = resolve(row.segments(), after)
-        if position < row.tail or row.closed:
-            return True
-        return await self._waiters.wait(key, timeout)
+        return await self._reads.wait(key, after, timeout)
