@@ -37,7 +37,8 @@ from ..exceptions import StorageError
 from ..protocol.compaction import Entry, Span, compact, plan_reads
 from ..protocol.offsets import Offset
 from ..storage.index import MAX_SCAN
-from .sessions import MESSAGES, STATE, SessionNotFound, _Working
+from .session_writes import MESSAGES, STATE, WorkingState
+from .sessions import SessionNotFound
 
 if TYPE_CHECKING:
     from .sessions import SessionManager
@@ -94,7 +95,7 @@ async def read_compact(
     raw = await sessions.store.index.get(tenant, STATE, session_id)
     if raw is None:
         raise SessionNotFound(f"no session {session_id!r}")
-    working = _Working.from_json(raw)
+    working = WorkingState.from_json(raw)
     tail = working.full_tail if staff else working.all_tail
     await _log_reaches(sessions, tenant, session_id, staff, after, tail)
     begin = 0 if after is None or after.is_zero else after.position
@@ -167,7 +168,7 @@ async def _known_messages(
     sessions: SessionManager,
     tenant: str,
     session_id: str,
-    working: _Working,
+    working: WorkingState,
     staff: bool,
     begin: int,
     tail: Offset,

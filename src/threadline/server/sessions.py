@@ -21,10 +21,9 @@ folded messages, cursors, memberships) all commit together.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -39,13 +38,27 @@ from ..exceptions import (
     TailMismatch,
 )
 from ..protocol.actors import Actor, Role
-from ..protocol.audit import canonical_json, data_digest, event_hash
-from ..protocol.events import GENESIS_HASH, Event, EventDraft, format_ts
+from ..protocol.events import Event, EventDraft, format_ts
 from ..protocol.offsets import Offset
 from ..protocol.state import SessionState
 from ..storage.base import LogConfig, LogKey, LogStore, ReadResult
 from ..storage.index import Txn
 from .limits import MAX_EVENT_BYTES, RateLimiter
+from .session_writes import (
+    ALL_PREFIX,
+    CURSORS,
+    FULL_PREFIX,
+    IDS,
+    MEMBERS,
+    MESSAGES,
+    SESSIONS,
+    STATE,
+    StoredEvents,
+    WorkingState,
+    draft_digest,
+    ids_key,
+    store_event,
+)
 
 if TYPE_CHECKING:
     from .compaction import CompactRead
@@ -61,20 +74,7 @@ __all__ = [
     "SessionNotFound",
 ]
 
-FULL_PREFIX: Final = "session:"
-ALL_PREFIX: Final = "session.all:"
 JSON_TYPE: Final = "application/json"
-_MESSAGE_TYPES: Final = frozenset(
-    {"message", "message.start", "message.delta", "message.end"}
-)
-
-# Index tables
-SESSIONS: Final = "sessions"  # {id} -> session document
-STATE: Final = "state"  # {id} -> working state (SessionState + chain tips)
-IDS: Final = "ids"  # {id}\n{actor}\n{event id} -> the original offsets
-MESSAGES: Final = "messages"  # {id}\n{full start offset} -> folded message
-CURSORS: Final = "cursors"  # {id}\n{participant} -> offset in their view
-MEMBERS: Final = "members"  # {participant}\n{id} -> membership
 
 
 def full_key(tenant: str, session_id: str) -> LogKey:
@@ -127,60 +127,6 @@ class Published:
     """A retry: the event was stored before; ``offset`` is the original."""
 
 
-@dataclass(slots=True)
-class _Working:
-    """A session's derived state as of the working tail (cached across writes)."""
-
-    state: SessionState
-    full_tail: Offset
-    all_tail: Offset
-    tip: str = GENESIS_HASH
-    all_tip: str = GENESIS_HASH
-    all_starts: dict[str, str] = field(default_factory=dict)
-    """Open messages visible to all: their start offset in the customer view."""
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "state": self.state.to_json(),
-                "full_tail": str(self.full_tail),
-                "all_tail": str(self.all_tail),
-                "tip": self.tip,
-                "all_tip": self.all_tip,
-                "all_starts": self.all_starts,
-            }
-        )
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> _Working:
-        obj = orjson.loads(raw)
-        return cls(
-            SessionState.from_json(obj["state"]),
-            Offset.parse(obj["full_tail"]),
-            Offset.parse(obj["all_tail"]),
-            obj["tip"],
-            obj["all_tip"],
-            obj["all_starts"],
-        )
-
-
-@dataclass(slots=True)
-class _Stored:
-    """The events one publish stored, per view."""
-
-    full: list[bytes] = field(default_factory=list)
-    visible: list[bytes] = field(default_factory=list)
-
-
-def draft_digest(draft: EventDraft) -> str:
-    """What a retry must repeat exactly: the draft's canonical JSON, hashed."""
-    return hashlib.sha256(canonical_json(draft.to_json())).hexdigest()
-
-
-def _ids_key(session_id: str, actor: Actor, event_id: str) -> str:
-    return f"{session_id}\n{actor.id}\n{event_id}"
-
-
 class SessionManager:
     """Sessions of every tenant on one log store.
 
@@ -198,7 +144,7 @@ class SessionManager:
     ) -> None:
         self.store = store
         self._clock = clock
-        self._working: dict[tuple[str, str], _Working] = {}
+        self._working: dict[tuple[str, str], WorkingState] = {}
         self.limiter = limiter
         """Publish rate limits per participant (``None``: unlimited)."""
 
@@ -234,7 +180,7 @@ class SessionManager:
                 return SessionInfo.from_json(orjson.loads(existing)), False
             txn.put(SESSIONS, session_id, orjson.dumps(info.to_json()))
             state = SessionState(customer, controller_role=controller_role)
-            working = _Working(
+            working = WorkingState(
                 state,
                 txn.info(FULL_PREFIX + session_id).tail,
                 txn.info(ALL_PREFIX + session_id).tail,
@@ -259,7 +205,7 @@ class SessionManager:
 
     # Publishing
 
-    def _load(self, txn: Txn, session_id: str) -> _Working:
+    def _load(self, txn: Txn, session_id: str) -> WorkingState:
         """The working state, from the cache if it still matches the store."""
         try:
             full_tail = txn.info(FULL_PREFIX + session_id).tail
@@ -271,7 +217,7 @@ class SessionManager:
         raw = txn.get(STATE, session_id)
         if raw is None:
             raise SessionNotFound(f"no session {session_id!r}")
-        working = _Working.from_json(raw)
+        working = WorkingState.from_json(raw)
         if working.full_tail != full_tail:
             raise RuntimeError(f"session {session_id}: state and log disagree")
         self._working[(txn.tenant, session_id)] = working
@@ -327,7 +273,7 @@ class SessionManager:
     def _publish(
         self,
         txn: Txn,
-        working: _Working,
+        working: WorkingState,
         session_id: str,
         actor: Actor,
         drafts: Sequence[EventDraft],
@@ -342,15 +288,15 @@ class SessionManager:
         now = self._clock()
         ts = format_ts(now)
         results: list[Published] = []
-        stored = _Stored()
+        stored = StoredEvents()
         for draft in drafts:
             if len(draft.serialize()) > MAX_EVENT_BYTES:
                 raise EventTooLarge(
                     f"event {draft.id!r} is over {MAX_EVENT_BYTES} bytes"
                 )
-            ids_key = _ids_key(session_id, actor, draft.id)
+            entry_key = ids_key(session_id, actor, draft.id)
             digest = draft_digest(draft)
-            prior = txn.get(IDS, ids_key)
+            prior = txn.get(IDS, entry_key)
             if prior is not None:
                 original = orjson.loads(prior)
                 if original["digest"] != digest:
@@ -365,7 +311,7 @@ class SessionManager:
             accepted = working.state.validate(draft, actor, caps=caps)
             mine: dict[str, str | None] = {"full": None, "all": None}
             for entry_actor, entry in accepted.entries():
-                full_offset, all_offset = self._store_event(
+                full_offset, all_offset = store_event(
                     txn, session_id, working, stored, entry_actor, entry, ts
                 )
                 if entry is accepted.draft:
@@ -373,7 +319,7 @@ class SessionManager:
                         "full": str(full_offset),
                         "all": None if all_offset is None else str(all_offset),
                     }
-            txn.put(IDS, ids_key, orjson.dumps({"digest": digest, **mine}))
+            txn.put(IDS, entry_key, orjson.dumps({"digest": digest, **mine}))
             offset = mine["full"] if staff else mine["all"]
             assert offset is not None  # a customer's events are visible to all
             results.append(Published(draft.id, Offset.parse(offset)))
@@ -387,147 +333,6 @@ class SessionManager:
                 txn.append(ALL_PREFIX + session_id, stored.visible)
             txn.put(STATE, session_id, working.to_json())
         return results
-
-    def _store_event(
-        self,
-        txn: Txn,
-        session_id: str,
-        working: _Working,
-        stored: _Stored,
-        actor: Actor,
-        draft: EventDraft,
-        ts: str,
-    ) -> tuple[Offset, Offset | None]:
-        """Make the envelope(s) of one accepted draft, fold it in, index it."""
-        visibility = draft.visibility
-        assert visibility is not None
-        full_offset = Offset(
-            working.full_tail.generation, working.full_tail.position + 1
-        )
-        all_offset = None
-        if visibility == "all":
-            all_offset = Offset(
-                working.all_tail.generation, working.all_tail.position + 1
-            )
-        message_id = (
-            draft.data.get("message_id") if draft.type in _MESSAGE_TYPES else None
-        )
-        full_data, all_data = draft.data, draft.data
-        opened = None
-        if message_id is not None:
-            # Every message event carries its message's start offset (per view).
-            opened = working.state.messages.get(message_id)
-            if draft.type in ("message", "message.start") or opened is None:
-                full_start, all_start = str(full_offset), str(all_offset)
-            else:
-                full_start = str(opened.start_offset)
-                all_start = working.all_starts.get(message_id, "")
-            full_data = {**draft.data, "start_offset": full_start}
-            if all_offset is not None:
-                all_data = {**draft.data, "start_offset": all_start}
-        event = self._envelope(draft, full_data, full_offset, ts, actor, working.tip)
-        stored.full.append(event.serialize())
-        if draft.type == "message.end" and opened is not None:
-            self._fold_message(txn, session_id, working, opened, event, all_offset)
-        elif draft.type == "message":
-            self._index_message(txn, session_id, event, all_offset, draft.data["parts"])
-        working.state.apply(event)
-        working.full_tail, working.tip = full_offset, event.hash
-        if all_offset is None:
-            return full_offset, None
-        visible = self._envelope(
-            draft, all_data, all_offset, ts, actor, working.all_tip
-        )
-        stored.visible.append(visible.serialize())
-        working.all_tail, working.all_tip = all_offset, visible.hash
-        if message_id is not None:
-            if draft.type == "message.start":
-                working.all_starts[message_id] = str(all_offset)
-            elif draft.type == "message.end":
-                working.all_starts.pop(message_id, None)
-        return full_offset, all_offset
-
-    @staticmethod
-    def _envelope(
-        draft: EventDraft,
-        data: dict[str, Any],
-        offset: Offset,
-        ts: str,
-        actor: Actor,
-        prev_hash: str,
-    ) -> Event:
-        assert draft.visibility is not None
-        digest = data_digest(data)
-        chained = event_hash(
-            prev_hash=prev_hash,
-            offset=str(offset),
-            ts=ts,
-            type=draft.type,
-            actor=actor.to_json(),
-            visibility=draft.visibility,
-            id=draft.id,
-            data_sha256=digest,
-        )
-        stored = EventDraft(
-            draft.type, draft.id, data, draft.visibility, draft.trace_id
-        )
-        return stored.to_event(
-            offset=offset, ts=ts, actor=actor, prev_hash=prev_hash, hash=chained
-        )
-
-    def _fold_message(
-        self,
-        txn: Txn,
-        session_id: str,
-        working: _Working,
-        opened: Any,
-        end: Event,
-        all_offset: Offset | None,
-    ) -> None:
-        """At ``message.end``, store the folded message (compaction in O(messages))."""
-        folded = {
-            "message_id": opened.message_id,
-            "role": opened.role,
-            "actor": opened.producer.to_json(),
-            "visibility": opened.visibility,
-            "run_id": opened.run_id,
-            "parts": [part.to_json() for part in opened.fold.parts()],
-            "status": end.data["status"],
-            "reason": end.data.get("reason"),
-            "start_offset": str(opened.start_offset),
-            "end_offset": str(end.offset),
-            "all_start_offset": working.all_starts.get(opened.message_id),
-            "all_end_offset": None if all_offset is None else str(all_offset),
-            "deltas": opened.next_seq,  # compact reads skip whole spans by count
-        }
-        key = f"{session_id}\n{opened.start_offset}"
-        txn.put(MESSAGES, key, orjson.dumps(folded))
-
-    def _index_message(
-        self,
-        txn: Txn,
-        session_id: str,
-        event: Event,
-        all_offset: Offset | None,
-        parts: list[Any],
-    ) -> None:
-        """A complete ``message`` is its own folded message."""
-        offset = str(event.offset)
-        folded = {
-            "message_id": event.data["message_id"],
-            "role": event.data["role"],
-            "actor": event.actor.to_json(),
-            "visibility": event.visibility,
-            "run_id": event.data.get("run_id"),
-            "parts": parts,
-            "status": "complete",
-            "reason": None,
-            "start_offset": offset,
-            "end_offset": offset,
-            "all_start_offset": None if all_offset is None else str(all_offset),
-            "all_end_offset": None if all_offset is None else str(all_offset),
-        }
-        txn.put(MESSAGES, f"{session_id}\n{offset}", orjson.dumps(folded))
 
     # Cursors and "my sessions"
 
@@ -725,7 +530,7 @@ class SessionManager:
         raw = await self.store.index.get(tenant, STATE, session_id)
         if raw is None:
             raise SessionNotFound(f"no session {session_id!r}")
-        working = _Working.from_json(raw)
+        working = WorkingState.from_json(raw)
         snapshot = working.state.snapshot(staff=staff)
         snapshot["offset"] = str(working.full_tail if staff else working.all_tail)
         if not staff:

@@ -1,0 +1,241 @@
+"""How a publish writes: envelopes with their chain hashes, per view, and the
+derived state that commits with them (folded messages, the working state).
+
+Pure functions over a :class:`~threadline.storage.index.Txn`, used by
+:class:`~threadline.server.sessions.SessionManager` inside its transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+from ..protocol.actors import Actor
+from ..protocol.audit import canonical_json, data_digest, event_hash
+from ..protocol.events import GENESIS_HASH, Event, EventDraft
+from ..protocol.offsets import Offset
+from ..protocol.records import OpenMessage
+from ..protocol.state import SessionState
+from ..storage.index import Txn
+
+__all__ = [
+    "ALL_PREFIX",
+    "CURSORS",
+    "FULL_PREFIX",
+    "IDS",
+    "MEMBERS",
+    "MESSAGES",
+    "SESSIONS",
+    "STATE",
+    "StoredEvents",
+    "WorkingState",
+    "draft_digest",
+    "envelope",
+    "fold_message",
+    "ids_key",
+    "index_message",
+    "store_event",
+]
+
+FULL_PREFIX: Final = "session:"
+ALL_PREFIX: Final = "session.all:"
+
+# Index tables
+SESSIONS: Final = "sessions"  # {id} -> session document
+STATE: Final = "state"  # {id} -> working state (SessionState + chain tips)
+IDS: Final = "ids"  # {id}\n{actor}\n{event id} -> the original offsets
+MESSAGES: Final = "messages"  # {id}\n{full start offset} -> folded message
+CURSORS: Final = "cursors"  # {id}\n{participant} -> offset in their view
+MEMBERS: Final = "members"  # {participant}\n{id} -> membership
+
+_MESSAGE_TYPES: Final = frozenset(
+    {"message", "message.start", "message.delta", "message.end"}
+)
+
+
+@dataclass(slots=True)
+class WorkingState:
+    """A session's derived state as of the working tail (cached across writes)."""
+
+    state: SessionState
+    full_tail: Offset
+    all_tail: Offset
+    tip: str = GENESIS_HASH
+    all_tip: str = GENESIS_HASH
+    all_starts: dict[str, str] = field(default_factory=dict)
+    """Open messages visible to all: their start offset in the customer view."""
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "state": self.state.to_json(),
+                "full_tail": str(self.full_tail),
+                "all_tail": str(self.all_tail),
+                "tip": self.tip,
+                "all_tip": self.all_tip,
+                "all_starts": self.all_starts,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> WorkingState:
+        obj = orjson.loads(raw)
+        return cls(
+            SessionState.from_json(obj["state"]),
+            Offset.parse(obj["full_tail"]),
+            Offset.parse(obj["all_tail"]),
+            obj["tip"],
+            obj["all_tip"],
+            obj["all_starts"],
+        )
+
+
+@dataclass(slots=True)
+class StoredEvents:
+    """The events one publish stored, per view."""
+
+    full: list[bytes] = field(default_factory=list)
+    visible: list[bytes] = field(default_factory=list)
+
+
+def draft_digest(draft: EventDraft) -> str:
+    """What a retry must repeat exactly: the draft's canonical JSON, hashed."""
+    return hashlib.sha256(canonical_json(draft.to_json())).hexdigest()
+
+
+def ids_key(session_id: str, actor: Actor, event_id: str) -> str:
+    return f"{session_id}\n{actor.id}\n{event_id}"
+
+
+def store_event(
+    txn: Txn,
+    session_id: str,
+    working: WorkingState,
+    stored: StoredEvents,
+    actor: Actor,
+    draft: EventDraft,
+    ts: str,
+) -> tuple[Offset, Offset | None]:
+    """Make the envelope(s) of one accepted draft, fold it in, index it."""
+    visibility = draft.visibility
+    assert visibility is not None
+    full_offset = Offset(working.full_tail.generation, working.full_tail.position + 1)
+    all_offset = None
+    if visibility == "all":
+        all_offset = Offset(working.all_tail.generation, working.all_tail.position + 1)
+    message_id = draft.data.get("message_id") if draft.type in _MESSAGE_TYPES else None
+    full_data, all_data = draft.data, draft.data
+    opened = None
+    if message_id is not None:
+        # Every message event carries its message's start offset (per view).
+        opened = working.state.messages.get(message_id)
+        if draft.type in ("message", "message.start") or opened is None:
+            full_start, all_start = str(full_offset), str(all_offset)
+        else:
+            full_start = str(opened.start_offset)
+            all_start = working.all_starts.get(message_id, "")
+        full_data = {**draft.data, "start_offset": full_start}
+        if all_offset is not None:
+            all_data = {**draft.data, "start_offset": all_start}
+    event = envelope(draft, full_data, full_offset, ts, actor, working.tip)
+    stored.full.append(event.serialize())
+    if draft.type == "message.end" and opened is not None:
+        fold_message(txn, session_id, working, opened, event, all_offset)
+    elif draft.type == "message":
+        index_message(txn, session_id, event, all_offset, draft.data["parts"])
+    working.state.apply(event)
+    working.full_tail, working.tip = full_offset, event.hash
+    if all_offset is None:
+        return full_offset, None
+    visible = envelope(draft, all_data, all_offset, ts, actor, working.all_tip)
+    stored.visible.append(visible.serialize())
+    working.all_tail, working.all_tip = all_offset, visible.hash
+    if message_id is not None:
+        if draft.type == "message.start":
+            working.all_starts[message_id] = str(all_offset)
+        elif draft.type == "message.end":
+            working.all_starts.pop(message_id, None)
+    return full_offset, all_offset
+
+
+def envelope(
+    draft: EventDraft,
+    data: dict[str, Any],
+    offset: Offset,
+    ts: str,
+    actor: Actor,
+    prev_hash: str,
+) -> Event:
+    assert draft.visibility is not None
+    digest = data_digest(data)
+    chained = event_hash(
+        prev_hash=prev_hash,
+        offset=str(offset),
+        ts=ts,
+        type=draft.type,
+        actor=actor.to_json(),
+        visibility=draft.visibility,
+        id=draft.id,
+        data_sha256=digest,
+    )
+    stored = EventDraft(draft.type, draft.id, data, draft.visibility, draft.trace_id)
+    return stored.to_event(
+        offset=offset, ts=ts, actor=actor, prev_hash=prev_hash, hash=chained
+    )
+
+
+def fold_message(
+    txn: Txn,
+    session_id: str,
+    working: WorkingState,
+    opened: OpenMessage,
+    end: Event,
+    all_offset: Offset | None,
+) -> None:
+    """At ``message.end``, store the folded message (compaction in O(messages))."""
+    folded = {
+        "message_id": opened.message_id,
+        "role": opened.role,
+        "actor": opened.producer.to_json(),
+        "visibility": opened.visibility,
+        "run_id": opened.run_id,
+        "parts": [part.to_json() for part in opened.fold.parts()],
+        "status": end.data["status"],
+        "reason": end.data.get("reason"),
+        "start_offset": str(opened.start_offset),
+        "end_offset": str(end.offset),
+        "all_start_offset": working.all_starts.get(opened.message_id),
+        "all_end_offset": None if all_offset is None else str(all_offset),
+        "deltas": opened.next_seq,  # compact reads skip whole spans by count
+    }
+    key = f"{session_id}\n{opened.start_offset}"
+    txn.put(MESSAGES, key, orjson.dumps(folded))
+
+
+def index_message(
+    txn: Txn,
+    session_id: str,
+    event: Event,
+    all_offset: Offset | None,
+    parts: list[Any],
+) -> None:
+    """A complete ``message`` is its own folded message."""
+    offset = str(event.offset)
+    folded = {
+        "message_id": event.data["message_id"],
+        "role": event.data["role"],
+        "actor": event.actor.to_json(),
+        "visibility": event.visibility,
+        "run_id": event.data.get("run_id"),
+        "parts": parts,
+        "status": "complete",
+        "reason": None,
+        "start_offset": offset,
+        "end_offset": offset,
+        "all_start_offset": None if all_offset is None else str(all_offset),
+        "all_end_offset": None if all_offset is None else str(all_offset),
+    }
+    txn.put(MESSAGES, f"{session_id}\n{offset}", orjson.dumps(folded))
