@@ -342,3 +342,28 @@ async def test_cors_allows_listed_origins_only() -> None:
         assert (
             "stream-next-offset" in ok.headers["access-control-expose-headers"].lower()
         )
+
+
+async def test_expired_token_and_role_escalation_write_nothing(
+    client: httpx.AsyncClient,
+) -> None:
+    """An expired token gets 401, a customer posing as staff 403; nothing is written."""
+    await create(client)
+    url = "/v1/sessions/order-1/events"
+    expired = create_token(
+        SECRET, sub="cust_42", role="customer", sessions=["order-1"], ttl_seconds=-120
+    )
+    response = await client.post(
+        url, json=message("c1", "hi"), headers={"authorization": f"Bearer {expired}"}
+    )
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "token_expired"
+    note = {"type": "note", "id": "n1", "data": {"text": "I am staff now"}}
+    escalated = await client.post(url, json=note, headers=CUSTOMER)
+    assert escalated.status_code == 403
+    assert escalated.json()["error"]["code"] == "forbidden"
+    staff_only = {**message("c2", "hidden"), "visibility": "staff"}
+    assert (
+        await client.post(url, json=staff_only, headers=CUSTOMER)
+    ).status_code == 403
+    assert (await client.get(url, headers=SERVICE)).json() == []
