@@ -198,6 +198,8 @@ class ServerThread:
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=1,
+            ws="websockets-sansio",  # as threadline serve runs it
+            ws_per_message_deflate=False,
         )
         self.server = uvicorn.Server(config)
 

@@ -851,7 +851,7 @@ async def test_ws_slow_consumer_is_closed_4000_and_resumes_by_replay(
                 seq += len(batch)
                 on_server(server, lambda app: sample())
         assert handler.stats.closes.get(4000) == 1, seq
-        assert seq >= 1000  # thousands of events went in while it did not read
+        assert seq >= 250  # events went in while it did not read (uncompressed frames)
         chunk = handler.hub.read_bytes
         assert max(queued for queued, _ in held) <= queue_bytes + chunk
         assert max(buffered for _, buffered in held) <= 64 * 1024 + queue_bytes + chunk
