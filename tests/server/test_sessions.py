@@ -297,3 +297,22 @@ async def test_oversized_event_is_refused(opener: Opener) -> None:
         await sessions.publish(TENANT, SID, CUSTOMER, [message("big", "x" * 70_000)])
     assert caught.value.code == "event_too_large" and caught.value.status == 413
     assert await events(sessions, staff=True) == []
+
+
+async def test_unread_counters_commit_with_messages_and_follow_cursors(
+    opener: Opener,
+) -> None:
+    """Unread counts are stored with the messages and recounted when a cursor moves."""
+    sessions = await manager(opener)
+    await sessions.publish(TENANT, SID, AI, [message("a1", "one", "assistant")])
+    await sessions.publish(TENANT, SID, AI, [message("a2", "two", "assistant")])
+    await sessions.publish(TENANT, SID, CUSTOMER, [message("c1", "mine")])
+    sessions = SessionManager(await opener())  # counters survive a restart
+    [listed] = await sessions.my_sessions(TENANT, CUSTOMER.id, staff=False)
+    assert listed["unread"] == 2
+    first = (await events(sessions, staff=False))[0]  # in the customer's view
+    await sessions.set_cursor(TENANT, SID, CUSTOMER.id, first.offset, staff=False)
+    [listed] = await sessions.my_sessions(TENANT, CUSTOMER.id, staff=False)
+    assert listed["unread"] == 1
+    [ai_view] = await sessions.my_sessions(TENANT, AI.id, staff=True)
+    assert ai_view["unread"] == 1  # the customer's message

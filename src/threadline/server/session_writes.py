@@ -28,15 +28,20 @@ __all__ = [
     "IDS",
     "MEMBERS",
     "MESSAGES",
+    "PARTICIPANTS",
     "SESSIONS",
     "STATE",
+    "UNREAD",
     "StoredEvents",
     "WorkingState",
     "draft_digest",
     "envelope",
+    "count_unread",
     "fold_message",
     "ids_key",
     "index_message",
+    "join",
+    "recount_unread",
     "store_event",
 ]
 
@@ -50,6 +55,8 @@ IDS: Final = "ids"  # {id}\n{actor}\n{event id} -> the original offsets
 MESSAGES: Final = "messages"  # {id}\n{full start offset} -> folded message
 CURSORS: Final = "cursors"  # {id}\n{participant} -> offset in their view
 MEMBERS: Final = "members"  # {participant}\n{id} -> membership
+PARTICIPANTS: Final = "participants"  # {id}\n{participant} -> {"staff": bool}
+UNREAD: Final = "unread"  # {id}\n{participant} -> count of unread messages
 
 _MESSAGE_TYPES: Final = frozenset(
     {"message", "message.start", "message.delta", "message.end"}
@@ -99,6 +106,59 @@ class StoredEvents:
 
     full: list[bytes] = field(default_factory=list)
     visible: list[bytes] = field(default_factory=list)
+    completed: list[tuple[str, str]] = field(default_factory=list)
+    """Messages completed by this publish: (author id, visibility), for unread."""
+
+
+def join(txn: Txn, session_id: str, participant: str, *, staff: bool) -> None:
+    """Record a participant of the session (for "my sessions" and unread)."""
+    if txn.get(MEMBERS, f"{participant}\n{session_id}") is None:
+        txn.put(MEMBERS, f"{participant}\n{session_id}", b"{}")
+        flag = b'{"staff":true}' if staff else b'{"staff":false}'
+        txn.put(PARTICIPANTS, f"{session_id}\n{participant}", flag)
+
+
+def count_unread(txn: Txn, session_id: str, completed: list[tuple[str, str]]) -> None:
+    """Add completed messages to every other participant's unread counter.
+
+    Written in the same commit as the messages. A customer never counts a
+    staff message.
+    """
+    if not completed:
+        return
+    page = txn.scan(PARTICIPANTS, f"{session_id}\n", limit=1000)
+    for key, raw in page:
+        participant = key.split("\n", 1)[1]
+        staff = orjson.loads(raw)["staff"]
+        added = sum(
+            1
+            for author, visibility in completed
+            if author != participant and (staff or visibility == "all")
+        )
+        if added:
+            unread_key = f"{session_id}\n{participant}"
+            current = int(txn.get(UNREAD, unread_key) or b"0")
+            txn.put(UNREAD, unread_key, str(current + added).encode())
+
+
+def recount_unread(
+    txn: Txn, session_id: str, participant: str, after: Offset, staff: bool
+) -> int:
+    """Messages the participant can see, by someone else, after ``after``."""
+    count = 0
+    page_after: str | None = None
+    while True:
+        page = txn.scan(MESSAGES, f"{session_id}\n", after=page_after, limit=1000)
+        for _, raw in page:
+            folded = orjson.loads(raw)
+            end = folded["end_offset"] if staff else folded["all_end_offset"]
+            if end is None or folded["actor"]["id"] == participant:
+                continue
+            if Offset.parse(end) > after:
+                count += 1
+        if len(page) < 1000:
+            return count
+        page_after = page[-1][0]
 
 
 def draft_digest(draft: EventDraft) -> str:
@@ -144,8 +204,10 @@ def store_event(
     stored.full.append(event.serialize())
     if draft.type == "message.end" and opened is not None:
         fold_message(txn, session_id, working, opened, event, all_offset)
+        stored.completed.append((opened.producer.id, opened.visibility))
     elif draft.type == "message":
         index_message(txn, session_id, event, all_offset, draft.data["parts"])
+        stored.completed.append((actor.id, visibility))
     working.state.apply(event)
     working.full_tail, working.tip = full_offset, event.hash
     if all_offset is None:

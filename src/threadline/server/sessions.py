@@ -50,13 +50,16 @@ from .session_writes import (
     FULL_PREFIX,
     IDS,
     MEMBERS,
-    MESSAGES,
     SESSIONS,
     STATE,
+    UNREAD,
     StoredEvents,
     WorkingState,
+    count_unread,
     draft_digest,
     ids_key,
+    join,
+    recount_unread,
     store_event,
 )
 
@@ -187,7 +190,7 @@ class SessionManager:
             )
             txn.put(STATE, session_id, working.to_json())
             if customer is not None:
-                txn.put(MEMBERS, f"{customer}\n{session_id}", b'{"role":"customer"}')
+                join(txn, session_id, customer, staff=False)
             return info, True
 
         return await self.store.transact(tenant, ensure)
@@ -324,9 +327,8 @@ class SessionManager:
             assert offset is not None  # a customer's events are visible to all
             results.append(Published(draft.id, Offset.parse(offset)))
         if not actor.is_server:
-            member = f"{actor.id}\n{session_id}"
-            if txn.get(MEMBERS, member) is None:
-                txn.put(MEMBERS, member, b"{}")
+            join(txn, session_id, actor.id, staff=staff)
+        count_unread(txn, session_id, stored.completed)
         if stored.full:
             txn.append(FULL_PREFIX + session_id, stored.full)
             if stored.visible:
@@ -371,7 +373,11 @@ class SessionManager:
                 )
             moved = Offset(info.generation, target)
             txn.put(CURSORS, key, orjson.dumps({"offset": str(moved), "staff": staff}))
-            txn.put(MEMBERS, f"{participant}\n{session_id}", b"{}")
+            join(txn, session_id, participant, staff=staff)
+            unread = 0
+            if moved != info.tail:
+                unread = recount_unread(txn, session_id, participant, moved, staff)
+            txn.put(UNREAD, key, str(unread).encode())
             return moved
 
         return await self.store.transact(tenant, move)
@@ -420,41 +426,17 @@ class SessionManager:
                     "session": info.to_json(),
                     "offset": snapshot["offset"],
                     "cursor": cursor,
-                    "unread": await self._unread(
-                        tenant, session_id, participant, cursor, staff
+                    "unread": int(
+                        await self.store.index.get(
+                            tenant, UNREAD, f"{session_id}\n{participant}"
+                        )
+                        or b"0"
                     ),
                     "controller": snapshot["controller"],
                     "in_flight": bool(snapshot["messages"]),
                 }
             )
         return listed
-
-    async def _unread(
-        self,
-        tenant: str,
-        session_id: str,
-        participant: str,
-        cursor: str | None,
-        staff: bool,
-    ) -> int:
-        """Messages the reader can see, by someone else, after their cursor."""
-        after = None if cursor is None else Offset.parse(cursor)
-        count = 0
-        page_after: str | None = None
-        while True:
-            page = await self.store.index.scan(
-                tenant, MESSAGES, f"{session_id}\n", after=page_after, limit=1000
-            )
-            for _, raw in page:
-                folded = orjson.loads(raw)
-                end = folded["end_offset"] if staff else folded["all_end_offset"]
-                if end is None or folded["actor"]["id"] == participant:
-                    continue
-                if after is None or Offset.parse(end) > after:
-                    count += 1
-            if len(page) < 1000:
-                return count
-            page_after = page[-1][0]
 
     # Reading
 
