@@ -25,7 +25,8 @@ from threadline.protocol.payloads import Visibility
 from threadline.protocol.sse import SSEDecoder, SSEEvent
 from threadline.server import Config, create_app
 from threadline.server.compaction import CompactRead
-from threadline.server.sessions import MESSAGES, SessionManager, SessionNotFound
+from threadline.server.session_writes import MESSAGES
+from threadline.server.sessions import SessionManager, SessionNotFound
 from threadline.storage.base import LogStore
 from threadline.storage.memory import MemoryLogStore
 from threadline.storage.sqlite import SQLiteLogStore
