@@ -9,6 +9,7 @@ anything uncommitted.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable
@@ -197,9 +198,10 @@ class SQLiteReadCache:
         recent = row.recent
         if recent and recent[0][0] <= start + 1 and start < row.tail:
             generation = row.generation
-            for p, data in recent:
-                if p <= start:
-                    continue
+            # Positions in ``recent`` are contiguous: skip straight to start + 1
+            # (live readers sit at the tail, so this is near the end).
+            skip = start + 1 - recent[0][0]
+            for p, data in itertools.islice(recent, skip, None):
                 if records and size + len(data) > max_bytes:
                     break
                 records.append(Record(Offset(generation, p), data))
