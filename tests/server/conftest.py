@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,9 @@ from tests.server.harness import (
 )
 from threadline.server import Config, create_app
 from threadline.server.app import Application
+from threadline.storage.base import LogStore
+from threadline.storage.memory import MemoryLogStore
+from threadline.storage.sqlite import SQLiteLogStore
 
 SECRET = "test-secret-0123456789abcdef0123456789"
 MAX_BODY = 4096
@@ -72,3 +75,33 @@ def serve(
             return stack.enter_context(serve_in_thread(**overrides))
 
         yield start
+
+
+Opener = Callable[[], Awaitable[LogStore]]
+"""Opens a store; calling it again restarts it over the same data."""
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def opener(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Opener]:
+    """Open the store (memory or SQLite); calling again restarts it on the same data."""
+    stores: list[LogStore] = []
+    memory = MemoryLogStore()
+
+    async def open_store() -> LogStore:
+        for running in stores:
+            await running.stop()
+        stores.clear()
+        store: LogStore
+        if request.param == "memory":
+            store = memory
+        else:
+            store = SQLiteLogStore(str(tmp_path / "s.db"))
+        await store.start()
+        stores.append(store)
+        return store
+
+    yield open_store
+    for store in stores:
+        await store.stop()

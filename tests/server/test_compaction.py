@@ -6,7 +6,6 @@ import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,8 +27,6 @@ from threadline.server.compaction import CompactRead
 from threadline.server.session_writes import MESSAGES
 from threadline.server.sessions import SessionManager, SessionNotFound
 from threadline.storage.base import LogStore
-from threadline.storage.memory import MemoryLogStore
-from threadline.storage.sqlite import SQLiteLogStore
 
 CUSTOMER = Actor("cust_42", "customer", "Dana", "tab-1")
 AI = Actor("bot", "ai", "Assistant")
@@ -37,32 +34,6 @@ TENANT = "acme"
 SID = "order-1"
 
 Opener = Callable[[], Awaitable[LogStore]]
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-async def opener(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[Opener]:
-    """Opens the store; calling it again restarts over the same data."""
-    stores: list[LogStore] = []
-    memory = MemoryLogStore()
-
-    async def open_store() -> LogStore:
-        for running in stores:
-            await running.stop()
-        stores.clear()
-        store: LogStore
-        if request.param == "memory":
-            store = memory
-        else:
-            store = SQLiteLogStore(str(tmp_path / "s.db"))
-        await store.start()
-        stores.append(store)
-        return store
-
-    yield open_store
-    for store in stores:
-        await store.stop()
 
 
 async def manager(opener: Opener) -> SessionManager:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
 import orjson
 import pytest
@@ -26,8 +25,6 @@ from threadline.server.sessions import (
     SessionNotFound,
 )
 from threadline.storage.base import LogStore
-from threadline.storage.memory import MemoryLogStore
-from threadline.storage.sqlite import SQLiteLogStore
 
 CUSTOMER = Actor("cust_42", "customer", "Dana", "tab-1")
 AI = Actor("bot", "ai", "Assistant")
@@ -36,32 +33,6 @@ TENANT = "acme"
 SID = "order-1234"
 
 Opener = Callable[[], Awaitable[LogStore]]
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-async def opener(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[Opener]:
-    """Opens the store; calling it again restarts over the same data."""
-    stores: list[LogStore] = []
-    memory = MemoryLogStore()
-
-    async def open_store() -> LogStore:
-        for running in stores:
-            await running.stop()
-        stores.clear()
-        store: LogStore
-        if request.param == "memory":
-            store = memory
-        else:
-            store = SQLiteLogStore(str(tmp_path / "s.db"))
-        await store.start()
-        stores.append(store)
-        return store
-
-    yield open_store
-    for store in stores:
-        await store.stop()
 
 
 async def manager(opener: Opener) -> SessionManager:
