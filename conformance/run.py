@@ -290,7 +290,7 @@ def run_once(name: str, args: argparse.Namespace, tmp: Path) -> RunResult:
         direct_url = f"http://{HOST}:{port}"
         store = f"sqlite:///{run_dir / 'conf.db'}"
         cmd = server_command(args.server_cmd, port, store)
-        cmd += ["--no-auth"] if name == "auth-off" else ["--secret", secret]
+        cmd += ["--no-auth"] if name == "auth-off" else [f"--secret={secret}"]
         with contextlib.ExitStack() as stack:
             log(name, "$ " + shlex.join(cmd).replace(secret, "***"))
             server = stack.enter_context(process_group(cmd, log_path=server_log))
