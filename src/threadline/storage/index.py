@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from ..protocol.offsets import Offset
 from .base import LogInfo
 
-__all__ = ["MAX_SCAN", "IndexStore", "Txn", "check_table"]
+__all__ = ["MAX_SCAN", "BufferedTxn", "IndexStore", "Txn", "check_table", "merge_scan"]
 
 MAX_SCAN = 1000
 """The most entries one scan returns."""
@@ -93,6 +93,53 @@ class Txn(ABC):
         limit: int = 100,
     ) -> list[tuple[str, bytes]]:
         """Entries whose key starts with ``prefix``, in key order, after ``after``."""
+
+
+class BufferedTxn(Txn):
+    """What every backend's :class:`Txn` shares: index writes are buffered.
+
+    A backend supplies the committed (or earlier-in-the-batch) entries through
+    :meth:`_get_committed` and :meth:`_scan_committed`; the buffered puts are
+    overlaid here and written by the backend only once the callback returned.
+    """
+
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+        self._puts: dict[tuple[str, str], bytes | None] = {}
+
+    @abstractmethod
+    def _get_committed(self, table: str, key: str) -> bytes | None:
+        """An entry as the store holds it before this transaction."""
+
+    @abstractmethod
+    def _scan_committed(
+        self, table: str, prefix: str, after: str | None, limit: int
+    ) -> list[tuple[str, bytes]]:
+        """Entries as the store holds them before this transaction, in key order."""
+
+    def get(self, table: str, key: str) -> bytes | None:
+        check_table(table)
+        if (table, key) in self._puts:
+            return self._puts[(table, key)]
+        return self._get_committed(table, key)
+
+    def put(self, table: str, key: str, value: bytes | None) -> None:
+        check_table(table)
+        self._puts[(table, key)] = value
+
+    def scan(
+        self,
+        table: str,
+        prefix: str = "",
+        *,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[tuple[str, bytes]]:
+        check_table(table)
+        pending = {k: v for (t, k), v in self._puts.items() if t == table}
+        # Fetch enough that pending deletes cannot shorten the page.
+        committed = self._scan_committed(table, prefix, after, limit + len(pending))
+        return merge_scan(committed, pending, prefix, after, limit)
 
 
 class IndexStore(ABC):

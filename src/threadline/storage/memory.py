@@ -44,7 +44,7 @@ from .base import (
     fork_position,
     slice_record,
 )
-from .index import MAX_SCAN, IndexStore, Txn, check_table, merge_scan
+from .index import MAX_SCAN, BufferedTxn, IndexStore, Txn, check_table
 
 __all__ = ["MemoryIndexStore", "MemoryLogStore"]
 
@@ -358,14 +358,13 @@ class MemoryLogStore(LogStore):
         return await self._waiters.wait(key, timeout)
 
 
-class _MemoryTxn(Txn):
+class _MemoryTxn(BufferedTxn):
     """Buffers appends and puts; applies them only when the callback returned."""
 
     def __init__(self, store: MemoryLogStore, tenant: str) -> None:
-        self.tenant = tenant
+        super().__init__(tenant)
         self._store = store
         self._appends: dict[str, tuple[_Log, list[bytes]]] = {}
-        self._puts: dict[tuple[str, str], bytes | None] = {}
 
     def info(self, name: str) -> LogInfo:
         log, pending = self._log(name)
@@ -391,30 +390,14 @@ class _MemoryTxn(Txn):
             found = self._appends[name] = (log, [])
         return found
 
-    def get(self, table: str, key: str) -> bytes | None:
-        check_table(table)
-        if (table, key) in self._puts:
-            return self._puts[(table, key)]
+    def _get_committed(self, table: str, key: str) -> bytes | None:
         return self._store._tables.get((self.tenant, table), {}).get(key)
 
-    def put(self, table: str, key: str, value: bytes | None) -> None:
-        check_table(table)
-        self._puts[(table, key)] = value
-
-    def scan(
-        self,
-        table: str,
-        prefix: str = "",
-        *,
-        after: str | None = None,
-        limit: int = 100,
+    def _scan_committed(
+        self, table: str, prefix: str, after: str | None, limit: int
     ) -> list[tuple[str, bytes]]:
-        check_table(table)
-        committed = _scan(
-            self._store._tables.get((self.tenant, table), {}), prefix, after
-        )
-        pending = {k: v for (t, k), v in self._puts.items() if t == table}
-        return merge_scan(committed, pending, prefix, after, limit)
+        entries = self._store._tables.get((self.tenant, table), {})
+        return _scan(entries, prefix, after)[:limit]
 
     def commit(self) -> None:
         store = self._store

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from ..exceptions import LogClosed, StorageError
 from ..protocol.offsets import Offset, offset_at
 from .base import LogInfo, LogKey
-from .index import MAX_SCAN, IndexStore, Txn, check_table, merge_scan
+from .index import MAX_SCAN, BufferedTxn, IndexStore, check_table
 from .sqlite_rows import Row, Snapshot
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def _scan(
     return [(key, bytes(value)) for key, value in rows]
 
 
-class SQLiteTxn(Txn):
+class SQLiteTxn(BufferedTxn):
     """One :meth:`SQLiteLogStore.transact` callback's view and buffer."""
 
     def __init__(
@@ -55,12 +55,11 @@ class SQLiteTxn(Txn):
         snapshots: list[Snapshot],
         tenant: str,
     ) -> None:
-        self.tenant = tenant
+        super().__init__(tenant)
         self._store = store
         self._conn = conn
         self._snapshots = snapshots
         self._appends: dict[str, tuple[Row, list[bytes]]] = {}
-        self._puts: dict[tuple[str, str], bytes | None] = {}
 
     def _log(self, name: str) -> tuple[Row, list[bytes]]:
         found = self._appends.get(name)
@@ -94,31 +93,15 @@ class SQLiteTxn(Txn):
         pending.extend(records)
         return [Offset(row.generation, p) for p in range(first, first + len(records))]
 
-    def get(self, table: str, key: str) -> bytes | None:
-        check_table(table)
-        if (table, key) in self._puts:
-            return self._puts[(table, key)]
+    def _get_committed(self, table: str, key: str) -> bytes | None:
+        # The write connection: it sees earlier operations of this batch.
         found = self._conn.execute(_GET, (self.tenant, table, key)).fetchone()
         return None if found is None else bytes(found[0])
 
-    def put(self, table: str, key: str, value: bytes | None) -> None:
-        check_table(table)
-        self._puts[(table, key)] = value
-
-    def scan(
-        self,
-        table: str,
-        prefix: str = "",
-        *,
-        after: str | None = None,
-        limit: int = 100,
+    def _scan_committed(
+        self, table: str, prefix: str, after: str | None, limit: int
     ) -> list[tuple[str, bytes]]:
-        check_table(table)
-        pending = {k: v for (t, k), v in self._puts.items() if t == table}
-        committed = _scan(
-            self._conn, self.tenant, table, prefix, after, limit + len(pending)
-        )
-        return merge_scan(committed, pending, prefix, after, limit)
+        return _scan(self._conn, self.tenant, table, prefix, after, limit)
 
     def commit(self, now: float) -> None:
         """Write the buffered appends and puts into the open batch."""
