@@ -10,6 +10,8 @@ import threadline
 
 SRC = Path(threadline.__file__).parent
 SANS_IO_FORBIDDEN = {"asyncio", "selectors", "socket", "ssl", "threading", "time"}
+# Pure codecs protocol/ may use besides the stdlib: core dependencies, no I/O.
+CODECS = {"orjson"}
 
 
 def imports(layer: str) -> list[tuple[str, str]]:
@@ -39,13 +41,14 @@ def within(name: str, *layers: str) -> bool:
 
 
 def test_protocol_imports_only_stdlib_and_exceptions():
-    """protocol/ imports the stdlib (minus I/O, threads and clocks), exceptions and
-    itself.
+    """protocol/ imports the stdlib (minus I/O, threads and clocks), orjson (a
+    pure codec), exceptions and itself.
     """
     bad = [
         (path, name)
         for path, name in imports("protocol")
         if not within(name, "exceptions", "protocol")
+        and name.split(".")[0] not in CODECS
         and (
             name.split(".")[0] not in sys.stdlib_module_names
             or name.split(".")[0] in SANS_IO_FORBIDDEN
@@ -76,6 +79,19 @@ def test_client_never_imports_server_or_storage():
     assert bad == []
 
 
+def test_agent_imports_only_the_client_and_protocol():
+    """agent/ (the worker) builds on client/ and protocol/ only (and exceptions):
+    never the server, storage, auth, the CLI or adapters.
+    """
+    bad = [
+        (path, name)
+        for path, name in imports("agent")
+        if name.startswith("threadline")
+        and not within(name, "agent", "client", "protocol", "exceptions")
+    ]
+    assert bad == []
+
+
 def test_nothing_imports_cli_or_adapters():
     """Only __main__ imports the CLI, and only adapters import adapters."""
     layers = [
@@ -85,6 +101,7 @@ def test_nothing_imports_cli_or_adapters():
         "storage",
         "server",
         "client",
+        "agent",
         "testing",
         "adapters",
     ]

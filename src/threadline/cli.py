@@ -1,4 +1,5 @@
-"""The ``threadline`` command line: ``serve``, ``token``, ``tail`` and ``publish``."""
+"""The ``threadline`` command line: ``serve``, ``token``, ``tail``, ``publish``,
+``audit verify``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import socket
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from . import audit_verify
 
 if TYPE_CHECKING:
     from .protocol.events import Event
@@ -60,6 +63,26 @@ def _parser() -> argparse.ArgumentParser:
         default=20.0,
         metavar="DURATION",
         help="how long a long-poll waits for data (default 20s)",
+    )
+    serve.add_argument(
+        "--notify-url",
+        metavar="URL",
+        help="webhook for members with no device present (one per message burst)",
+    )
+    serve.add_argument(
+        "--notify-secret",
+        default=os.environ.get("THREADLINE_NOTIFY_SECRET"),
+        metavar="WHSEC",
+        help="Standard Webhooks signing secret, whsec_<base64>"
+        " (default $THREADLINE_NOTIFY_SECRET)",
+    )
+    serve.add_argument(
+        "--lease",
+        type=_duration,
+        default=30.0,
+        metavar="DURATION",
+        help="silence after which the server ends an open message or run"
+        " (producer_lost; default 30s)",
     )
     serve.add_argument(
         "--drain-timeout",
@@ -115,12 +138,24 @@ def _parser() -> argparse.ArgumentParser:
         default="*",
         help="comma-separated allowed origins (default *)",
     )
+    serve.add_argument(
+        "--audit-key",
+        metavar="PEM",
+        help="Ed25519 private key that signs audit heads (default: PATH-audit-key.pem "
+        "beside a SQLite store, created on first start; else a key per process)",
+    )
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.add_argument(
         "--ws-deflate",
         action="store_true",
         help="offer permessage-deflate on /v1/ws (off by default: it costs CPU)",
+    )
+    serve.add_argument(
+        "--no-presence",
+        action="store_true",
+        help="serve no presence and log no participant.joined/left "
+        "(docs/topics/presence.md)",
     )
 
     token = commands.add_parser(
@@ -183,6 +218,7 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--issuer", help="iss claim")
     token.add_argument("--audience", help="aud claim")
     _client_parsers(commands)
+    audit_verify.add_parser(commands)
     return parser
 
 
@@ -243,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command in ("tail", "publish"):
         return _client_command(args)
+    if args.command == "audit":
+        return audit_verify.run(args)
     return _token(args)
 
 
@@ -499,11 +537,16 @@ def _serve(args: argparse.Namespace) -> int:
         issuer=args.issuer,
         audience=args.audience,
         long_poll_timeout=args.long_poll_timeout,
+        lease=args.lease,
+        notify_url=args.notify_url,
+        notify_secret=args.notify_secret,
         drain_timeout=args.drain_timeout,
         max_body_bytes=args.max_body,
         cors_origins=tuple(
             o.strip() for o in args.cors_origins.split(",") if o.strip()
         ),
+        audit_key=args.audit_key,
+        presence=not args.no_presence,
     )
     try:
         app = create_app(config)
@@ -529,6 +572,10 @@ def _serve(args: argparse.Namespace) -> int:
         # Compression costs ~30 % of fan-out throughput (docs/benchmarks.md);
         # deltas are tiny. --ws-deflate turns it on for slow links.
         ws_per_message_deflate=args.ws_deflate,
+        # Presence: a peer that vanished without closing is dropped within
+        # 10 s, then its device's grace period runs (docs/topics/presence.md).
+        ws_ping_interval=5.0,
+        ws_ping_timeout=5.0,
         lifespan="on",
         access_log=args.access_log,
         log_level=args.log_level,

@@ -167,3 +167,32 @@ async def test_state_reports_the_tail(make_client: MakeClient):
     state = await client.session("s1").state()
     assert Offset.parse(state["offset"]) == offset
     assert state["session"]["metadata"] == {"channel": "web"}
+
+
+async def test_read_pages_the_raw_view_then_reports_up_to_date(make_client: MakeClient):
+    """read() returns the events after an offset, the next offset, and whether the
+    page reached the tail; reading on from next_offset returns nothing new."""
+    client = await make_client()
+    await client.create_session("s1")
+    session = client.session("s1")
+    offsets = [await session.publish("x.n", {"n": n}) for n in range(3)]
+    page = await session.read()
+    assert [e.offset for e in page.events] == offsets
+    assert page.next_offset == offsets[-1] and page.up_to_date
+    after = await session.read(offsets[0])
+    assert [e.data["n"] for e in after.events] == [1, 2]
+    assert (await session.read(page.next_offset)).events == []
+
+
+async def test_read_compact_folds_a_streamed_message(make_client: MakeClient):
+    """read(view="compact") returns a streamed message as one compacted message."""
+    client = await make_client()
+    await client.create_session("s1")
+    session = client.session("s1")
+    async with session.stream_message(message_id="m1") as message:
+        await message.write("Your ")
+        await message.write("order.")
+    page = await session.read(view="compact")
+    (folded,) = [e for e in page.events if e.data.get("message_id") == "m1"]
+    assert folded.type == "message" and folded.compacted
+    assert folded.data["parts"] == [{"type": "text", "text": "Your order."}]

@@ -172,3 +172,48 @@ async def test_stream_message_write_raises_once_the_floor_is_lost(
             await message.write("the refund")  # refused: the server ended it
             await wait_for(lambda: message.in_flight == 0, 5_000 * MS)
             await message.write("is approved")
+
+
+async def test_write_part_opens_a_part_of_its_own(
+    make_client: MakeClient, http: httpx.AsyncClient
+):
+    """write_part() publishes a non-text part as one delta of a new part index;
+    text written after it opens the next part."""
+    client = await make_client()
+    await client.create_session("s1")
+    session = client.session("s1")
+    async with session.stream_message(message_id="m1") as message:
+        await message.write("Checking")
+        await message.write_part(
+            {
+                "type": "tool-call",
+                "tool_call_id": "t1",
+                "tool_name": "lookup",
+                "input": {},
+            }
+        )
+        await message.write_part({"type": "text", "text": "Done."})
+    deltas = [e["data"] for e in message_events(await stored(http, "s1"), "m1")[1:-1]]
+    assert [(d["seq"], d["part_index"], d["part_type"]) for d in deltas] == [
+        (0, 0, "text"),
+        (1, 1, "tool-call"),
+        (2, 2, "text"),
+    ]
+    assert deltas[1]["data"] == {
+        "tool_call_id": "t1",
+        "tool_name": "lookup",
+        "input": {},
+    }
+    state = await session.read(view="compact")
+    (folded,) = [e for e in state.events if e.data.get("message_id") == "m1"]
+    assert [p["type"] for p in folded.data["parts"]] == ["text", "tool-call", "text"]
+
+
+async def test_write_part_refuses_a_part_without_a_type(make_client: MakeClient):
+    """A part without a string type is a TypeError, and nothing is published."""
+    client = await make_client()
+    await client.create_session("s1")
+    async with client.session("s1").stream_message() as message:
+        with pytest.raises(TypeError):
+            await message.write_part({"text": "no type"})
+        assert message.seq == 0

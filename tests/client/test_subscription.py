@@ -265,3 +265,42 @@ async def test_subscribe_compact_folds_a_completed_streamed_message(
     messages = [e for e in got if e.data.get("message_id") == "m1"]
     assert [e.type for e in messages] == ["message"]
     assert messages[0].data["parts"] == [{"type": "text", "text": "Your order ships."}]
+
+
+# Presence
+
+
+def test_presence_is_seeded_by_the_snapshot_and_kept_by_presence_messages():
+    """presence starts from the state snapshot, follows presence messages (offline
+    removes a device), and each change calls the presence callbacks."""
+    subscription = Subscription(NullTransport(), "s1", offset="-1", view="raw")
+    calls: list[int] = []
+
+    def changed(sub: Subscription) -> None:
+        calls.append(len(sub.presence or {}))
+
+    subscription.add_presence_callback(changed)
+    cust = {"id": "cust", "role": "customer", "device": "tab-1"}
+    subscription.set_state(
+        {"offset": "-1", "presence": [{"actor": cust, "status": "active"}]}
+    )
+    assert subscription.presence == {
+        ("cust", "tab-1"): {"actor": cust, "status": "active"}
+    }
+    phone = {"id": "cust", "role": "customer", "device": "phone"}
+    subscription.set_presence(phone, "typing")
+    subscription.set_presence(cust, "offline")
+    assert subscription.presence == {
+        ("cust", "phone"): {"actor": phone, "status": "typing"}
+    }
+    subscription.remove_presence_callback(changed)
+    subscription.set_presence(phone, "offline")
+    assert subscription.presence == {}
+    assert calls == [1, 2, 1]
+
+
+def test_presence_is_none_while_the_server_does_not_serve_it():
+    """A snapshot without presence (a server without it) leaves presence None."""
+    subscription = Subscription(NullTransport(), "s1", offset="-1", view="raw")
+    subscription.set_state({"offset": "-1"})
+    assert subscription.presence is None

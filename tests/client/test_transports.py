@@ -85,3 +85,22 @@ def test_event_from_refuses_a_malformed_envelope():
     """An envelope without its fields is a ProtocolError, not a KeyError."""
     with pytest.raises(ProtocolError):
         event_from({"offset": OFFSET})
+
+
+def test_event_from_keeps_the_redacted_mark():
+    """A redacted envelope arrives marked, its blanked data unchecked."""
+    envelope = {
+        "v": 1,
+        "offset": OFFSET,
+        "ts": "2026-11-26T06:10:27.123456Z",
+        "type": "note",
+        "id": "n1",
+        "actor": {"id": "bot", "role": "ai"},
+        "visibility": "staff",
+        "data": {"text": ""},
+        "redacted": True,
+        "prev_hash": "0" * 64,
+        "hash": "1" * 64,
+    }
+    assert event_from(envelope).redacted
+    assert not event_from({**envelope, "redacted": False}).redacted

@@ -42,6 +42,16 @@ VALID: dict[str, dict[str, Any]] = {
     "session.updated": {"priority": 2, "tags": ["vip"], "attributes": {"k": 1}},
     "session.closed": {},
     "redaction": {"offset": OFFSET, "reason": "PII"},
+    "queue.added": {
+        "session": "order-1",
+        "reason": "requested",
+        "cause": OFFSET,
+        "request_id": "q1",
+        "mode": "warm",
+        "customer": "cust_42",
+        "metadata": {"priority": 1},
+    },
+    "queue.removed": {"session": "order-1", "reason": "accepted", "cause": OFFSET},
 }
 
 
@@ -265,7 +275,7 @@ def test_is_event_type_accepts_known_and_app_types(name):
 
 @pytest.mark.parametrize(
     "name",
-    ["x", "x.", "x..a", "x.a b", "message.update", "queue.added", "x." + "a" * 63],
+    ["x", "x.", "x..a", "x.a b", "message.update", "queue.moved", "x." + "a" * 63],
 )
 def test_is_event_type_refuses_other_names(name):
     """Unknown types, malformed and overlong app types are not event types."""

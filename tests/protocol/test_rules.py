@@ -617,6 +617,20 @@ def test_supervisor_accepts_only_with_barge(session):
     assert session.state.controller == SUPERVISOR.id
 
 
+def test_supervisor_barges_in_without_a_request(session):
+    """With barge, a supervisor takes the floor with no pending request, and
+    the AI's open message ends in the same commit."""
+    streaming(session)
+    events = session.publish(
+        SUPERVISOR, "control.accept", {"request_id": "barge-1"}, caps={"barge"}
+    )
+    assert [e.type for e in events] == ["control.accept", "message.end"]
+    assert events[1].data["reason"] == "floor_lost"
+    assert session.state.controller == SUPERVISOR.id
+    with pytest.raises(UnknownReference):
+        session.publish(AGENT, "control.accept", {"request_id": "barge-2"})
+
+
 def test_barge_does_not_help_a_customer(session):
     """A cap cannot turn a never into a may."""
     escalated(session)

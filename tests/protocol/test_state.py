@@ -288,6 +288,17 @@ def test_restored_state_validates_like_the_original(session):
     assert session.state.messages["m1"].fold.parts()[0].to_json()["text"] == "Goodbye"
 
 
+def test_state_json_can_leave_the_ended_ids_out(session):
+    """Without the ended ids the JSON restores a state that knows none of them."""
+    busy(session)
+    assert session.state.ended_messages
+    stored = session.state.to_json(ended=False)
+    assert "ended_messages" not in stored and "ended_runs" not in stored
+    restored = SessionState.from_json(stored)
+    assert restored.ended_messages == {} and restored.ended_runs == {}
+    assert restored.to_json(ended=False) == stored
+
+
 def test_empty_state_round_trips_through_json():
     """A new state has no last offset and round-trips."""
     state = SessionState(None, controller_role=None)

@@ -226,8 +226,13 @@ class ServerThread:
 
 @contextlib.contextmanager
 def serve_in_thread(**overrides: Any) -> Iterator[tuple[ServerThread, WaitCounter]]:
-    """Start a server (memory store, auth off unless overridden); count its waiters."""
-    options: dict[str, Any] = {"store": "memory://", "auth": False}
+    """Start a server (memory store, auth off unless overridden); count its waiters.
+
+    Presence is off unless ``presence=True``: it logs ``participant.joined``
+    when a subscriber connects, which transport tests that count events exactly
+    do not expect (``tests/server/test_presence*.py`` turn it on).
+    """
+    options: dict[str, Any] = {"store": "memory://", "auth": False, "presence": False}
     options.update(overrides)
     config = Config(**options)
     store = open_log_store(config.store)

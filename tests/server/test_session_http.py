@@ -303,8 +303,12 @@ async def test_openapi_documents_every_route(client: httpx.AsyncClient) -> None:
         "/v1/sessions/{session_id}",
         "/v1/sessions/{session_id}/events",
         "/v1/sessions/{session_id}/cursor",
+        "/v1/sessions/{session_id}/presence",
         "/v1/sessions/{session_id}/tickets",
         "/v1/me/sessions",
+        "/v1/audit/key",
+        "/v1/sessions/{session_id}/audit/head",
+        "/v1/sessions/{session_id}/audit",
     }
 
 
@@ -367,3 +371,50 @@ async def test_expired_token_and_role_escalation_write_nothing(
         await client.post(url, json=staff_only, headers=CUSTOMER)
     ).status_code == 403
     assert (await client.get(url, headers=SERVICE)).json() == []
+
+
+async def test_session_updated_moves_the_customer_and_metadata(
+    client: httpx.AsyncClient,
+) -> None:
+    """A service's session.updated changes the document in the same commit:
+    the new customer reaches the session and lists it; the old one does not."""
+    await create(client)
+    new_customer = auth("cust_77", "customer", ["order-1"])
+    update = {
+        "type": "session.updated",
+        "id": "u1",
+        "data": {"customer": "cust_77", "priority": 2, "tags": ["vip"]},
+    }
+    published = await client.post(
+        "/v1/sessions/order-1/events", json=update, headers=SERVICE
+    )
+    assert published.status_code == 200, published.text
+    state = await client.get("/v1/sessions/order-1", headers=new_customer)
+    assert state.status_code == 200, state.text
+    document = state.json()["session"]
+    assert document["customer"] == "cust_77"
+    assert document["metadata"]["priority"] == 2
+    assert document["metadata"]["tags"] == ["vip"]
+    old = await client.get("/v1/sessions/order-1", headers=CUSTOMER)
+    assert old.status_code == 404
+    mine = await client.get("/v1/me/sessions", headers=new_customer)
+    assert [s["session"]["id"] for s in mine.json()["sessions"]] == ["order-1"]
+    theirs = await client.get("/v1/me/sessions", headers=CUSTOMER)
+    assert theirs.json()["sessions"] == []
+
+
+async def test_publishing_after_session_closed_is_409(
+    client: httpx.AsyncClient,
+) -> None:
+    """A closed session is read-only: publish answers 409 session_closed."""
+    await create(client)
+    closed = {"type": "session.closed", "id": "c1", "data": {"reason": "resolved"}}
+    response = await client.post(
+        "/v1/sessions/order-1/events", json=closed, headers=SERVICE
+    )
+    assert response.status_code == 200, response.text
+    late = await client.post(
+        "/v1/sessions/order-1/events", json=message("c9", "hello?"), headers=CUSTOMER
+    )
+    assert late.status_code == 409
+    assert late.json()["error"]["code"] == "session_closed"

@@ -227,6 +227,64 @@ async def test_state_and_chain_survive_a_restart(opener: Opener) -> None:
     assert orjson.loads(raw)["parts"] == [{"type": "text", "text": "Hi, there"}]
 
 
+async def test_ended_ids_survive_a_restart_outside_the_working_state(
+    opener: Opener,
+) -> None:
+    """Ended messages and runs are refused again after a restart, though the
+    working state rewritten on every publish no longer carries them."""
+    sessions = await manager(opener)
+    run = EventDraft("run.start", "r1", {"run_id": "run-1"})
+    run_end = EventDraft("run.end", "r2", {"run_id": "run-1", "status": "complete"})
+    await sessions.publish(TENANT, SID, CUSTOMER, [message("a", "hi")])
+    await sessions.publish(TENANT, SID, AI, [run, run_end])
+    raw = await sessions.store.index.get(TENANT, "state", SID)
+    assert raw is not None and b"m-a" not in raw and b"run-1" not in raw
+    sessions = SessionManager(await opener())
+    reused = EventDraft(
+        "message",
+        "b",
+        {"message_id": "m-a", "role": "user", "parts": [{"type": "text", "text": "x"}]},
+    )
+    with pytest.raises(SessionRuleError):
+        await sessions.publish(TENANT, SID, CUSTOMER, [reused])
+    again = EventDraft("run.start", "r3", {"run_id": "run-1"})
+    with pytest.raises(SessionRuleError):
+        await sessions.publish(TENANT, SID, AI, [again])
+
+
+async def test_working_state_with_inline_ended_ids_is_migrated(opener: Opener) -> None:
+    """A working state stored with its ended ids inline (the earlier format)
+    still refuses them, and moves them to their own entries on the next write."""
+    sessions = await manager(opener)
+    await sessions.publish(TENANT, SID, CUSTOMER, [message("a", "hi")])
+    raw = await sessions.store.index.get(TENANT, "state", SID)
+    assert raw is not None
+    old = orjson.loads(raw)
+    old["state"]["ended_messages"] = {"m-a": "all"}
+    old["state"]["ended_runs"] = {"run-0": "staff"}
+    await sessions.store.transact(
+        TENANT, lambda txn: txn.put("state", SID, orjson.dumps(old))
+    )
+    await sessions.store.transact(
+        TENANT, lambda txn: txn.put("ended", f"{SID}\nm\nm-a", None)
+    )
+    sessions = SessionManager(await opener())
+    reused = EventDraft(
+        "message",
+        "b",
+        {"message_id": "m-a", "role": "user", "parts": [{"type": "text", "text": "x"}]},
+    )
+    with pytest.raises(SessionRuleError):
+        await sessions.publish(TENANT, SID, CUSTOMER, [reused])
+    await sessions.publish(TENANT, SID, CUSTOMER, [message("c", "new")])
+    ended = await sessions.store.index.scan(TENANT, "ended", f"{SID}\n")
+    assert sorted(k for k, _ in ended) == [
+        f"{SID}\nm\nm-a",
+        f"{SID}\nm\nm-c",
+        f"{SID}\nr\nrun-0",
+    ]
+
+
 async def test_customer_view_start_offsets_are_customer_offsets(opener: Opener) -> None:
     """Message events in the customer view carry start offsets of that view."""
     sessions = await manager(opener)

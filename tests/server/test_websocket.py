@@ -488,8 +488,8 @@ async def test_ws_compact_view_folds_history_then_streams_live_deltas(
     assert (live_delta["type"], live_delta["offset"]) == ("message.delta", fresh)
 
 
-async def test_ws_presence_is_not_supported_yet(serve: Serve) -> None:
-    """A presence message is answered with error not_supported."""
+async def test_ws_presence_is_not_supported_with_presence_off(serve: Serve) -> None:
+    """With presence off, a presence message is answered with error not_supported."""
     server = live(serve)
     await create_session(server)
     async with peer(server) as client:

@@ -26,7 +26,7 @@ from __future__ import annotations
 from .backoff import Backoff, ConstantBackoff, ExponentialBackoff
 from .client import DEFAULT_TIMEOUT, Client, connect
 from .ids import uuid7
-from .session import Draft, Session, SessionInfo, SessionListing
+from .session import Draft, EventPage, Session, SessionInfo, SessionListing
 from .streaming import DEFAULT_MAX_IN_FLIGHT, MessageStream
 from .subscription import DEFAULT_MAX_QUEUE, Subscription
 from .tokens import TokenProvider
@@ -39,6 +39,7 @@ __all__ = [
     "Client",
     "ConstantBackoff",
     "Draft",
+    "EventPage",
     "ExponentialBackoff",
     "MessageStream",
     "Session",

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
-from ..exceptions import RateLimited, Timeout
-from ..protocol.events import EventDraft
+from ..exceptions import ProtocolError, RateLimited, Timeout
+from ..protocol.events import Event, EventDraft
 from ..protocol.frames import JSONObject
 from ..protocol.offsets import Offset
 from .ids import uuid7
 from .sse import session_path
 from .streaming import DEFAULT_MAX_IN_FLIGHT, MessageStream
 from .subscription import DEFAULT_MAX_QUEUE, Subscription, View
+from .transports import event_from
 
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["Draft", "Session", "SessionInfo", "SessionListing"]
+__all__ = ["Draft", "EventPage", "Session", "SessionInfo", "SessionListing"]
 
 Visibility = Literal["all", "staff"]
 
@@ -58,6 +60,20 @@ class SessionListing(TypedDict):
     """Who holds the floor."""
     in_flight: bool
     """Whether a message is being streamed."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    """One page of a session read (:meth:`Session.read`)."""
+
+    events: list[Event]
+    """The events, in offset order."""
+
+    next_offset: Offset
+    """Where the next read starts (always a safe resume point, compact too)."""
+
+    up_to_date: bool
+    """Whether the page reached the tail when it was read."""
 
 
 class Session:
@@ -120,6 +136,38 @@ class Session:
             offset=str(offset),
             view=view,
             max_queue=max_queue,
+        )
+
+    async def read(
+        self, offset: str | Offset = "-1", *, view: View = "raw"
+    ) -> EventPage:
+        """One page of the session's events after ``offset``, over HTTP (no wait).
+
+        Read on from ``page.next_offset`` until ``page.up_to_date``. A page
+        is at most about 1 MiB; with ``view="compact"`` streamed messages are
+        folded (see :meth:`subscribe`), so a whole conversation usually fits
+        in one page.
+
+        Args:
+            offset: ``-1`` (the start, the default), ``now``, or an offset.
+            view: ``raw`` or ``compact``.
+
+        Raises:
+            SessionNotFound, OffsetGone, AuthError, Forbidden, Timeout.
+        """
+        self.client.check_open()
+        answer, headers = await self.client.api.request_with_headers(
+            "GET",
+            session_path(self.id, "/events"),
+            params={"offset": str(offset), "view": view},
+        )
+        try:
+            events = [event_from(obj) for obj in answer]
+            next_offset = Offset.parse(headers["stream-next-offset"])
+        except (KeyError, TypeError) as exc:
+            raise ProtocolError(f"malformed read answer: {exc!r}") from exc
+        return EventPage(
+            events, next_offset, headers.get("stream-up-to-date") == "true"
         )
 
     async def state(self) -> JSONObject:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -149,6 +150,50 @@ class MessageStream:
             "part_type": part_type,
             "text": text,
         }
+        await self._publish_delta(data)
+
+    async def write_part(self, part: Mapping[str, Any]) -> None:
+        """Append a whole part to the message: a ``tool-call``, ``tool-result``,
+        ``file`` or ``data-<name>`` part (``{"type": ..., <its fields>}``).
+
+        It opens a new part (the next ``part_index``) and publishes it as one
+        delta carrying its fields as ``data``; a ``text`` or ``reasoning``
+        part is written as :meth:`write` writes text. Like :meth:`write`, it
+        does not wait for the answer.
+
+        Raises:
+            TypeError: ``part`` has no string ``type``.
+            ThreadlineError, InvalidState: as :meth:`write`.
+        """
+        part_type = part.get("type") if isinstance(part, Mapping) else None
+        if not isinstance(part_type, str):
+            raise TypeError("a part is a mapping with a string 'type'")
+        if part_type in ("text", "reasoning"):
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise TypeError(f"a {part_type} part needs a string 'text'")
+            await self.write(
+                text, part_type="text" if part_type == "text" else "reasoning"
+            )
+            return
+        if not self._started or self.status is not None:
+            raise InvalidState("write_part() outside the stream's async with block")
+        if self._error is not None:
+            raise self._error
+        self._part_index += 1
+        self._part_type = part_type
+        data = {
+            "message_id": self.message_id,
+            "seq": self.seq,
+            "part_index": self._part_index,
+            "part_type": part_type,
+            "data": {k: v for k, v in part.items() if k != "type"},
+        }
+        await self._publish_delta(data)
+
+    # Private methods
+
+    async def _publish_delta(self, data: dict[str, Any]) -> None:
         await self._slots.acquire()
         try:
             future = self.session.submit("message.delta", data, merge=True)
@@ -159,8 +204,6 @@ class MessageStream:
         self._in_flight.add(future)
         self.peak_in_flight = max(self.peak_in_flight, len(self._in_flight))
         future.add_done_callback(self._answered)
-
-    # Private methods
 
     def _answered(self, future: asyncio.Future[list[str]]) -> None:
         self._in_flight.discard(future)

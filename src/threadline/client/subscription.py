@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -16,10 +17,15 @@ from ..protocol.frames import JSONObject
 if TYPE_CHECKING:
     from .transports import Transport
 
-__all__ = ["DEFAULT_MAX_QUEUE", "Subscription", "View"]
+__all__ = ["DEFAULT_MAX_QUEUE", "PresenceCallback", "Subscription", "View"]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_QUEUE: Final = 1000
 """Events a subscription holds for a consumer that has not read them yet."""
+
+PresenceCallback = Callable[["Subscription"], object]
+"""Called with the subscription after its :attr:`Subscription.presence` changed."""
 
 
 class Subscription:
@@ -78,6 +84,14 @@ class Subscription:
         self.state: JSONObject | None = None
         """The session's state snapshot when the subscription (re)started, as
         this reader may see it (WebSocket only; ``None`` over SSE)."""
+        self.presence: dict[tuple[str, str], JSONObject] | None = None
+        """The session's present devices, as this reader may see them:
+        ``(participant id, device)`` → ``{actor, status}``. Seeded by each
+        (re)subscribe's state snapshot and kept current by the server's
+        ``presence`` messages (a device that goes ``offline`` is removed).
+        WebSocket only; ``None`` until known, and while the server does not
+        serve presence."""
+        self._presence_callbacks: list[PresenceCallback] = []
         self._transport = transport
         self._max_queue = max_queue
         self._events: deque[Event] = deque()
@@ -169,6 +183,19 @@ class Subscription:
         if self._state == "starting":
             self._state = "open"
 
+    def add_presence_callback(self, callback: PresenceCallback) -> None:
+        """Call ``callback(subscription)`` after each change of :attr:`presence`.
+
+        It runs in the client's reading task: it must not block (schedule
+        work instead). An exception it raises is logged and ignored.
+        """
+        self._presence_callbacks.append(callback)
+
+    def remove_presence_callback(self, callback: PresenceCallback) -> None:
+        """Stop calling ``callback`` (nothing if it was not added)."""
+        if callback in self._presence_callbacks:
+            self._presence_callbacks.remove(callback)
+
     async def aclose(self) -> None:
         """Unsubscribe. Events already queued are dropped; iteration ends.
 
@@ -203,6 +230,33 @@ class Subscription:
     def set_state(self, state: JSONObject) -> None:
         """Record the snapshot that came with ``subscribed``."""
         self.state = state
+        entries = state.get("presence")
+        if not isinstance(entries, list):
+            self.presence = None  # a server without presence
+            return
+        self.presence = {}
+        for entry in entries:
+            if isinstance(entry, dict) and isinstance(entry.get("actor"), dict):
+                self.presence[_presence_key(entry["actor"])] = entry
+        self._presence_changed()
+
+    def set_presence(self, actor: JSONObject, status: str) -> None:
+        """Record a ``presence`` message: a device changed status."""
+        presence = self.presence if self.presence is not None else {}
+        self.presence = presence
+        key = _presence_key(actor)
+        if status == "offline":
+            presence.pop(key, None)
+        else:
+            presence[key] = {"actor": actor, "status": status}
+        self._presence_changed()
+
+    def _presence_changed(self) -> None:
+        for callback in list(self._presence_callbacks):
+            try:
+                callback(self)
+            except Exception:
+                logger.exception("! presence callback failed")
 
     def finish(self, error: BaseException | None) -> None:
         """End after the queued events: cleanly, or raising ``error``."""
@@ -211,3 +265,7 @@ class Subscription:
             self._error = error
         self._readable.set()
         self._writable.set()
+
+
+def _presence_key(actor: JSONObject) -> tuple[str, str]:
+    return str(actor.get("id", "")), str(actor.get("device") or "")

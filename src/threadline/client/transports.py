@@ -245,6 +245,8 @@ def event_from(obj: object) -> Event:
             prev_hash=str(obj.get("prev_hash", "")),
             hash=str(obj.get("hash", "")),
             trace_id=obj.get("trace_id"),
+            compacted=obj.get("compacted") is True,
+            redacted=obj.get("redacted") is True,
         )
     except (KeyError, TypeError, ValueError, InvalidOffset) as exc:
         raise ProtocolError(f"malformed event from the server: {exc!r}") from exc
@@ -316,6 +318,25 @@ class HTTPAPI:
             Timeout: no answer before the deadline.
             ThreadlineError: the server's error answer (see :func:`error_from`).
         """
+        answer, _ = await self.request_with_headers(
+            method, path, body=body, params=params, timeout=timeout
+        )
+        return answer
+
+    async def request_with_headers(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: object = None,
+        params: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> tuple[Any, dict[str, str]]:
+        """As :meth:`request`, and the answer's headers (names in lower case).
+
+        Raises:
+            as :meth:`request`.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self.timeout if timeout is None else timeout)
         content = None if body is None else orjson.dumps(body)
@@ -338,9 +359,10 @@ class HTTPAPI:
                 error.__cause__ = exc
             else:
                 if response.is_success:
-                    return (
+                    answer = (
                         None if not response.content else orjson.loads(response.content)
                     )
+                    return answer, {k.lower(): v for k, v in response.headers.items()}
                 error = _http_error(response)
                 if response.status_code == 401 and not refreshed:
                     refreshed = True
@@ -507,6 +529,10 @@ class Sink(Protocol):
 
     def set_state(self, state: JSONObject) -> None:
         """Record the session's state snapshot (WebSocket ``subscribed``)."""
+        ...
+
+    def set_presence(self, actor: JSONObject, status: str) -> None:
+        """Record a device's presence change (WebSocket ``presence``)."""
         ...
 
     def finish(self, error: BaseException | None) -> None:

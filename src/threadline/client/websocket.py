@@ -38,6 +38,7 @@ from ..protocol.messages import (
     ErrorMessage,
     Events,
     Gone,
+    Presence,
     Published,
     ServerMessage,
     Subscribed,
@@ -295,6 +296,10 @@ class WebSocketTransport(Transport):
                 self._receive_error(message)
             elif isinstance(message, Gone):
                 self._finish_sink(message.session, _gone_error(message))
+            elif isinstance(message, Presence):
+                sink = self._sinks.get(message.session)
+                if sink is not None:
+                    sink.set_presence(message.actor, message.status)
 
     async def _deliver(self, message: Events) -> None:
         sink = self._sinks.get(message.session)

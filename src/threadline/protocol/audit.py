@@ -7,9 +7,10 @@ At append, the server stores for every event::
     data_sha256 = SHA-256(JCS(data))
 
 ``data`` is hashed apart so that a ``redaction``, which blanks an earlier
-event's data, keeps the chain verifiable: the stored ``data_sha256`` still
-links the event, only the data itself is gone. Each chain starts from
-:data:`~threadline.protocol.events.GENESIS_HASH`.
+event's data, keeps the chain verifiable: the store keeps the blanked event's
+``data_sha256``, which still links it; only the data itself is gone. Each
+chain starts from :data:`~threadline.protocol.events.GENESIS_HASH`. Signed
+heads and exports: :mod:`threadline.protocol.audit_export`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import hashlib
 import json
 import math
 from typing import Any
+
+import orjson  # a pure codec and a core dependency: no I/O
 
 __all__ = ["canonical_json", "data_digest", "event_hash"]
 
@@ -110,18 +113,21 @@ def _plain(value: Any) -> bool:
 def canonical_json(value: Any) -> bytes:
     """The RFC 8785 (JCS) serialization of a JSON value, as UTF-8.
 
-    Values without floats and with ASCII keys (nearly every event) take the C
-    encoder of :mod:`json`, whose string escapes and, for ASCII keys, key order
-    are JCS's; the rest take the exact encoder here.
+    Values without floats and with ASCII keys (nearly every event) take
+    orjson, whose string escapes and, for ASCII keys, key order are JCS's; the
+    rest take the exact encoder here.
 
     Raises:
         ValueError: NaN or an infinity.
         TypeError: a value JSON cannot hold.
     """
     if _plain(value):
-        return json.dumps(
-            value, ensure_ascii=False, sort_keys=True, separators=(",", ":")
-        ).encode()
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:  # an integer past 64 bits
+            return json.dumps(
+                value, ensure_ascii=False, sort_keys=True, separators=(",", ":")
+            ).encode()
     return _encode(value).encode()
 
 
@@ -152,4 +158,9 @@ def event_hash(
         "id": id,
         "data_sha256": data_sha256,
     }
-    return hashlib.sha256(canonical_json(linked)).hexdigest()
+    if all(k.isascii() and (isinstance(v, str) or v is None) for k, v in actor.items()):
+        # Strings only, ASCII keys: JCS is orjson's sorted output.
+        text = orjson.dumps(linked, option=orjson.OPT_SORT_KEYS)
+    else:
+        text = canonical_json(linked)
+    return hashlib.sha256(text).hexdigest()

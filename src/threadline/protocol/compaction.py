@@ -53,6 +53,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
 
+import orjson  # a pure codec and a core dependency: no I/O
+
 from .offsets import Offset
 from .parts import TEXT_PART_TYPES, PartsFold, parse_part_body
 
@@ -89,6 +91,13 @@ _parse_start = functools.lru_cache(maxsize=4096)(Offset.parse)
 
 
 def _dumps(obj: JSONObject) -> bytes:
+    try:
+        text = orjson.dumps(obj)
+        # orjson writes NaN and the infinities as null: let json refuse them.
+        if b"null" not in text:
+            return text
+    except orjson.JSONEncodeError:  # an integer past 64 bits
+        pass
     return json.dumps(
         obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False
     ).encode()

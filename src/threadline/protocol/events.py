@@ -26,11 +26,14 @@ read-only.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final, cast
+
+import orjson  # a pure codec and a core dependency: no I/O
 
 from ..exceptions import InvalidOffset
 from ._fields import (
@@ -69,9 +72,15 @@ def format_ts(seconds: float) -> str:
 
     Equal-width strings, so ``ts`` values compare as text in time order.
     """
-    micros = round(seconds * 1_000_000)
-    moment = _EPOCH + timedelta(microseconds=micros)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    whole, micros = divmod(round(seconds * 1_000_000), 1_000_000)
+    prefix = _formatted_seconds(whole)
+    return f"{prefix}.{micros:06d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _formatted_seconds(whole: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` of whole epoch seconds (the same second recurs)."""
+    return (_EPOCH + timedelta(seconds=whole)).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def parse_ts(text: str, path: str = "ts") -> float:
@@ -90,6 +99,13 @@ def parse_ts(text: str, path: str = "ts") -> float:
 
 
 def _dumps(obj: dict[str, Any]) -> bytes:
+    try:
+        text = orjson.dumps(obj)
+        # orjson writes NaN and the infinities as null: let json refuse them.
+        if b"null" not in text:
+            return text
+    except orjson.JSONEncodeError:  # an integer past 64 bits
+        pass
     return json.dumps(
         obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False
     ).encode()
@@ -244,6 +260,12 @@ class Event:
     stored: ``hash`` and ``prev_hash`` are those of the stored event at its
     offset and do not cover its ``data``."""
 
+    redacted: bool = False
+    """A ``redaction`` blanked its ``data`` (:mod:`~threadline.protocol.redaction`):
+    ``data`` keeps only the fields that give the event its place, and is not
+    checked against the type. ``hash`` still links it: the chain covers
+    ``data`` by digest (:mod:`~threadline.protocol.audit`)."""
+
     @classmethod
     def parse(cls, value: object) -> Event:
         """Parse and check a stored event from a JSON-decoded object.
@@ -257,7 +279,7 @@ class Event:
             "event",
             ("v", "offset", "ts", "type", "id", "actor", "visibility", "data")
             + ("prev_hash", "hash"),
-            ("trace_id", "compacted"),
+            ("trace_id", "compacted", "redacted"),
         )
         if type(obj["v"]) is not int or obj["v"] != cls.v:
             fail(f"must be {cls.v}", "v")
@@ -280,6 +302,7 @@ class Event:
             hash=expect_str(obj["hash"], "hash"),
             trace_id=_optional_str(obj, "trace_id"),
             compacted=expect_bool(obj.get("compacted", False), "compacted"),
+            redacted=expect_bool(obj.get("redacted", False), "redacted"),
         )
         event.check()
         return event
@@ -296,7 +319,9 @@ class Event:
         _check_common(self.type, self.id, self.visibility, self.trace_id)
         expect_choice(self.visibility, "visibility", _VISIBILITIES)
         self.actor.check()
-        check_data(self.type, expect_object(self.data, "data"), stored=True)
+        data = expect_object(self.data, "data")
+        if not self.redacted:  # a redacted event's data is what the blanking left
+            check_data(self.type, data, stored=True)
         for name, value in (("prev_hash", self.prev_hash), ("hash", self.hash)):
             if not _HASH.match(value):
                 fail("must be 64 lowercase hex digits", name)
@@ -330,6 +355,8 @@ class Event:
             obj["trace_id"] = self.trace_id
         if self.compacted:
             obj["compacted"] = True
+        if self.redacted:
+            obj["redacted"] = True
         obj["prev_hash"] = self.prev_hash
         obj["hash"] = self.hash
         return obj

@@ -23,7 +23,7 @@ never minted as real offsets.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from ..exceptions import InvalidOffset, OffsetGone
@@ -61,12 +61,19 @@ class Offset:
     position: int
     """Records before this offset, counted from the start of the log."""
 
+    _text: str | None = field(default=None, init=False, repr=False, compare=False)
+    """The wire form, made once (offsets are written far more than made)."""
+
     def __post_init__(self) -> None:
         if not (0 <= self.generation < _LIMIT and 0 <= self.position < _LIMIT):
             raise ValueError(f"offset out of range: {self.generation}, {self.position}")
 
     def __str__(self) -> str:
-        return f"{self.generation:016d}_{self.position:016d}"
+        text = self._text
+        if text is None:
+            text = f"{self.generation:016d}_{self.position:016d}"
+            object.__setattr__(self, "_text", text)
+        return text
 
     @classmethod
     def parse(cls, text: str) -> Offset:
@@ -78,7 +85,9 @@ class Offset:
         match = _PATTERN.match(text)
         if match is None:
             raise InvalidOffset(f"malformed offset: {text[:80]!r}")
-        return cls(int(match[1]), int(match[2]))
+        offset = cls(int(match[1]), int(match[2]))
+        object.__setattr__(offset, "_text", text)
+        return offset
 
     @property
     def is_zero(self) -> bool:

@@ -30,6 +30,10 @@ type                     ``data``
                          ``priority``, ``language``, ``tags``, ``attributes``
 ``session.closed``       ``reason?``
 ``redaction``            ``offset``, ``reason?``
+``queue.added``          ``session``, ``reason``, ``cause`` (an offset),
+                         ``request_id?``, ``mode?``, ``customer?``,
+                         ``metadata?`` (the waiting queue's log only)
+``queue.removed``        ``session``, ``reason``, ``cause`` (the queue log)
 ``x.<name>``             any object (application events)
 =======================  =====================================================
 
@@ -72,6 +76,7 @@ __all__ = [
     "EVENT_TYPES",
     "MESSAGE_ROLES",
     "MESSAGE_TYPES",
+    "QUEUE_REASONS",
     "VISIBILITIES",
     "Visibility",
     "check_data",
@@ -96,7 +101,15 @@ MESSAGE_TYPES: Final = frozenset(
 
 _APP_TYPE: Final = re.compile(r"\Ax(?:\.[A-Za-z0-9_-]+)+\Z")
 _APP_TYPE_LIMIT: Final = 64
-_STAFF_BY_DEFAULT: Final = frozenset({"tool.call", "tool.result", "note"})
+_STAFF_BY_DEFAULT: Final = frozenset(
+    {"tool.call", "tool.result", "note", "queue.added", "queue.removed"}
+)
+_STAFF_ONLY: Final = frozenset({"note", "queue.added", "queue.removed"})
+
+QUEUE_REASONS: Final = ("requested", "released", "accepted", "handed", "closed")
+"""Why a session entered (``requested``: a pending control request;
+``released``: an empty floor) or left the waiting queue (``accepted``,
+``handed``: the floor went to someone, ``closed``)."""
 
 _Check: TypeAlias = Callable[[object, str], object]
 
@@ -205,6 +218,27 @@ _SPECS: Final[dict[str, tuple[dict[str, _Check], dict[str, _Check]]]] = {
     ),
     "session.closed": ({}, {"reason": expect_str}),
     "redaction": ({"offset": parse_target_offset}, {"reason": expect_str}),
+    "queue.added": (
+        {
+            "session": expect_id,
+            "reason": _choice(*QUEUE_REASONS),
+            "cause": parse_target_offset,
+        },
+        {
+            "request_id": expect_id,
+            "mode": _choice(*CONTROL_MODES),
+            "customer": expect_name,
+            "metadata": expect_object,
+        },
+    ),
+    "queue.removed": (
+        {
+            "session": expect_id,
+            "reason": _choice(*QUEUE_REASONS),
+            "cause": parse_target_offset,
+        },
+        {},
+    ),
 }
 
 _STORED_ONLY: Final[dict[str, dict[str, _Check]]] = {
@@ -248,8 +282,8 @@ def check_visibility(event_type: str, visibility: str | None, path: str) -> None
     if visibility is None:
         return
     expect_choice(visibility, path, VISIBILITIES)
-    if event_type == "note" and visibility != "staff":
-        fail("a note is always staff", path)
+    if event_type in _STAFF_ONLY and visibility != "staff":
+        fail(f"a {event_type} is always staff", path)
 
 
 def check_data(

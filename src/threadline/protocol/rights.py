@@ -16,6 +16,7 @@ system message*             —         ✓           ✓           ✓         
 ``session.*``               —         —           —           —           ✓
 ``redaction``               —         —           —           ✓           ✓
 ``participant.*``           —         —           —           —           —
+``queue.*``                 —         —           —           —           —
 ``x.<name>``                own       ✓           ✓           ✓           ✓
 ==========================  ========  ==========  ==========  ==========  =======
 
@@ -23,8 +24,9 @@ system message*             —         ✓           ✓           ✓         
 ``control.request`` is always ``warm`` and every customer event is visible to
 all. *controller*: only while holding the floor (otherwise ``409
 not_in_control``, not 403: the right comes back with the floor). Only the
-server publishes ``participant.*`` (and may publish anything). The table is
-data; :class:`~threadline.protocol.state.SessionState` applies it.
+server publishes ``participant.*`` and ``queue.*`` (and may publish
+anything). The table is data; :class:`~threadline.protocol.state.SessionState`
+applies it.
 
 *granted*: only with the token cap that grants it (:func:`granting_cap`:
 ``barge`` for a supervisor's ``control.accept``). :mod:`threadline.auth`
@@ -89,6 +91,7 @@ _TABLE: Final[dict[str, tuple[Permission, ...]]] = {
     "session.closed": (_N, _N, _N, _N, _A),
     "redaction": (_N, _N, _N, _A, _A),
     "participant": (_N, _N, _N, _N, _N),
+    "queue": (_N, _N, _N, _N, _N),
     "x": (_O, _A, _A, _A, _A),
 }
 
@@ -102,6 +105,8 @@ _KINDS: Final = {
     "tool.result": "tool",
     "participant.joined": "participant",
     "participant.left": "participant",
+    "queue.added": "queue",
+    "queue.removed": "queue",
 }
 
 

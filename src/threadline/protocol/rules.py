@@ -172,6 +172,9 @@ def _control_request(
     return draft.visibility or "all", [], after
 
 
+_BARGERS: Final = frozenset({"supervisor", "service"})
+
+
 def _control_accept(
     state: SessionState, draft: EventDraft, actor: Actor, caps: _Caps
 ) -> Verdict:
@@ -179,6 +182,10 @@ def _control_accept(
     request_id = draft.data["request_id"]
     request = state.requests.get(request_id)
     visibility = draft.visibility or "all"
+    if request is None and actor.role in _BARGERS:
+        # A barge: the floor is taken without a pending request (a supervisor
+        # with the ``barge`` cap, which ``_require`` checked, or a service).
+        return visibility, [], _floor_to(state, actor.role, actor.id)
     target = None if request is None else request.visibility
     _refer(target, "request", request_id, actor, visibility)
     if request is not None and request.accepted:

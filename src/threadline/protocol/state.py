@@ -292,9 +292,15 @@ class SessionState:
 
     # Persistence and views
 
-    def to_json(self) -> dict[str, Any]:
-        """Everything the state holds, as JSON, for the index to store."""
-        return {
+    def to_json(self, *, ended: bool = True) -> dict[str, Any]:
+        """Everything the state holds, as JSON, for the index to store.
+
+        Args:
+            ended: Include the ids of ended messages and runs, which grow with
+                the session's age; a store that keeps them apart (one entry
+                each, written once) passes ``False``.
+        """
+        obj: dict[str, Any] = {
             "customer": self.customer,
             "controller_role": self.controller_role,
             "controller": self.controller,
@@ -304,13 +310,19 @@ class SessionState:
             "messages": [m.to_json() for m in self.messages.values()],
             "runs": [r.to_json() for r in self.runs.values()],
             "requests": [r.to_json() for r in self.requests.values()],
-            "ended_messages": self.ended_messages,
-            "ended_runs": self.ended_runs,
         }
+        if ended:
+            obj["ended_messages"] = self.ended_messages
+            obj["ended_runs"] = self.ended_runs
+        return obj
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> SessionState:
-        """Restore a state from :meth:`to_json` (trusted: the store wrote it)."""
+        """Restore a state from :meth:`to_json` (trusted: the store wrote it).
+
+        Without the ended ids (``ended=False``) the state knows of no ended
+        message or run until the caller fills them in.
+        """
         state = cls(
             obj["customer"],
             controller_role=obj["controller_role"],
@@ -331,8 +343,8 @@ class SessionState:
         for item in obj["requests"]:
             request = ControlRequest.from_json(item)
             state.requests[request.request_id] = request
-        state.ended_messages = dict(obj["ended_messages"])
-        state.ended_runs = dict(obj["ended_runs"])
+        state.ended_messages = dict(obj.get("ended_messages", ()))
+        state.ended_runs = dict(obj.get("ended_runs", ()))
         return state
 
     def snapshot(self, *, staff: bool) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from typing import Final, cast
 from ..auth import AuthError, Claims
 from ..exceptions import ProtocolError
 from ..protocol.actors import Actor, Role
+from ..protocol.queue import QUEUE_SESSION
+from .queue import QUEUE_ROLES
 from .sessions import SessionInfo, SessionManager, SessionNotFound
 
 __all__ = ["actor_of", "check_session_id", "reach_session"]
@@ -40,8 +42,10 @@ async def reach_session(
 
     A token reaches a session when one of its ``sessions`` globs matches the
     id and, for a customer, when the session's customer is the token's
-    ``sub``. Another customer's session is answered as if it did not exist,
-    so a customer learns nothing of it.
+    ``sub``. The waiting queue (:data:`QUEUE_SESSION`) is reached by the
+    roles the rights table lets list it (agent, supervisor, service).
+    Another customer's session is answered as if it did not exist, so a
+    customer learns nothing of it.
 
     Raises:
         ProtocolError: ``invalid_session_id``.
@@ -49,6 +53,12 @@ async def reach_session(
         SessionNotFound: no such session, or another customer's.
     """
     check_session_id(session_id)
+    if session_id == QUEUE_SESSION:
+        # The waiting queue: by the rights table, not the sessions globs.
+        if claims.role not in QUEUE_ROLES:
+            raise AuthError("the waiting queue is for staff", "forbidden", 403)
+        await sessions.ensure_queue(claims.tenant)
+        return await sessions.info(claims.tenant, session_id)
     if not claims.may_access_session(session_id):
         raise AuthError(
             f"token does not reach session {session_id!r}", "forbidden", 403

@@ -17,18 +17,25 @@ from starlette.requests import Request
 from ..auth import AuthError, Claims, Keyset, verify_token
 from ..auth.jwks import JWKSClient, read_jwks_file
 from ..storage import LogStore, open_log_store
+from ..storage.presence import PresenceStore, presence_store_for
+from .audit import audit_routes, audit_signer
 from .config import Config
 from .http import ASGIApp, Receive, Scope, Send, error_body, send_response
 from .limits import RateLimiter
+from .notify import Notifier, NotifySettings
+from .presence import PresenceManager
 from .session_http import build_session_api
 from .sessions import SessionManager
 from .streams import PREFIX, StreamHandler
+from .sweeper import LeaseSweeper
 from .websocket import WebSocketHandler, WebSocketLimits
 
 __all__ = ["Application", "create_app"]
 
 logger = logging.getLogger(__name__)
 
+SESSION_PREFIXES = ("/v1/sessions", "/v1/me/", "/v1/openapi.json", "/v1/audit/")
+"""Paths the session API (Starlette) serves."""
 SESSION_ALLOW_HEADERS = [
     "Authorization",
     "Content-Type",
@@ -47,7 +54,12 @@ SESSION_EXPOSE_HEADERS = [
 class Application:
     """The Threadline ASGI app. ``drain()`` starts a graceful shutdown."""
 
-    def __init__(self, config: Config, store: LogStore | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: LogStore | None = None,
+        presence_store: PresenceStore | None = None,
+    ) -> None:
         self.config = config
         self.store = store if store is not None else open_log_store(config.store)
         self.draining = asyncio.Event()
@@ -61,6 +73,34 @@ class Application:
             jwks=self.jwks if streams_auth else None,
         )
         self.sessions = SessionManager(self.store, limiter=RateLimiter())
+        self.sweeper = LeaseSweeper(self.sessions, config.lease)
+        """Ends dead producers' messages and runs (:mod:`.sweeper`)."""
+        self.notifier: Notifier | None = None
+        """Sends webhooks for absent members (``--notify-url``)."""
+        if config.notify_url:
+            if not config.notify_secret:
+                raise ValueError("--notify-url needs --notify-secret (whsec_…)")
+            self.sessions.notify_coalesce = config.notify_coalesce
+            self.notifier = Notifier(
+                self.store,
+                NotifySettings(
+                    config.notify_url,
+                    config.notify_secret,
+                    coalesce=config.notify_coalesce,
+                ),
+                self._present,
+            )
+        self.audit_signer = audit_signer(config.audit_key, self.store)
+        """Signs audit heads (:mod:`threadline.server.audit`)."""
+        self.presence: PresenceManager | None = None
+        """Presence and membership (``None`` with ``Config.presence`` off)."""
+        if config.presence:
+            self.presence = PresenceManager(
+                presence_store or presence_store_for(self.store),
+                self.sessions,
+                ttl=config.presence_ttl,
+                grace=config.presence_grace,
+            )
         self.session_api: ASGIApp = CORSMiddleware(
             build_session_api(
                 self.sessions,
@@ -68,6 +108,10 @@ class Application:
                 long_poll_timeout=config.long_poll_timeout,
                 draining=self.draining,
                 ticket_secret=config.secret,
+                presence=self.presence,
+                extra_routes=audit_routes(
+                    self.sessions, self._authenticate, self.audit_signer
+                ),
             ),
             allow_origins=list(config.cors_origins),
             allow_methods=["GET", "POST", "PUT", "OPTIONS"],
@@ -87,7 +131,15 @@ class Application:
                 max_queue_messages=config.ws_max_queue_messages,
                 max_publishes=config.ws_max_publishes,
             ),
+            presence=self.presence,
         )
+
+    async def _present(self, tenant: str, session: str, participant: str) -> bool:
+        """Whether a device of ``participant`` is present in ``session`` now."""
+        if self.presence is None:
+            return False
+        present = await self.presence.snapshot(tenant, session, staff=True)
+        return any(entry["actor"]["id"] == participant for entry in present)
 
     async def verify(self, token: str) -> Claims:
         """Verify a bearer token with the configured keys (JWKS URL, file, secret).
@@ -126,7 +178,7 @@ class Application:
             path: str = scope["path"]
             if path.startswith(PREFIX):
                 await self.streams(scope, receive, send)
-            elif path.startswith(("/v1/sessions", "/v1/me/", "/v1/openapi.json")):
+            elif path.startswith(SESSION_PREFIXES):
                 await self.session_api(scope, receive, send)
             elif path == "/healthz":
                 status = 503 if self.draining.is_set() else 200
@@ -168,15 +220,36 @@ class Application:
                     logger.error("! store failed to start: %s", exc)
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                if self.presence is not None:
+                    try:
+                        await self.presence.store.start()
+                    except Exception as exc:
+                        logger.error("! presence store failed to start: %s", exc)
+                        await self.store.stop()
+                        await send(
+                            {"type": "lifespan.startup.failed", "message": str(exc)}
+                        )
+                        return
+                    self.presence.start()
                 if self.jwks is not None:
                     await self.jwks.start()  # a failure is logged; kid tokens retry
+                self.sweeper.start()
+                if self.notifier is not None:
+                    self.notifier.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.drain()
                 if self.jwks is not None:
                     await self.jwks.aclose()
                 await self.websockets.hub.aclose()  # no feed reads a stopped store
+                await self.sweeper.aclose()
+                if self.notifier is not None:
+                    await self.notifier.aclose()
+                if self.presence is not None:
+                    await self.presence.aclose()  # membership events in flight
                 await self.store.stop()
+                if self.presence is not None:
+                    await self.presence.store.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -205,6 +278,15 @@ def _keys(config: Config) -> tuple[Keyset | None, JWKSClient | None]:
     return keyset, jwks
 
 
-def create_app(config: Config, *, store: LogStore | None = None) -> Application:
-    """Build the ASGI application for ``config`` (the store opens at startup)."""
-    return Application(config, store)
+def create_app(
+    config: Config,
+    *,
+    store: LogStore | None = None,
+    presence_store: PresenceStore | None = None,
+) -> Application:
+    """Build the ASGI application for ``config`` (the stores open at startup).
+
+    Without ``presence_store``, presence goes with the log store: a SQLite
+    store's file gets a ``-presence`` file beside it, anything else memory.
+    """
+    return Application(config, store, presence_store)

@@ -73,3 +73,25 @@ class Config:
     """Messages (an event counts as one) that may wait on one WebSocket before 4000."""
     ws_max_publishes: int = 64
     """Publishes one WebSocket may have in flight; past it the server stops reading."""
+    notify_url: str | None = None
+    """Webhook endpoint for members who were not there (``None``: off)."""
+    notify_secret: str | None = None
+    """Standard Webhooks signing secret (``whsec_`` + base64), required with
+    ``notify_url``."""
+    notify_coalesce: float = 30.0
+    """Seconds of messages one notification covers."""
+    lease: float = 30.0
+    """Seconds without an event after which the server ends an open message or
+    run (``error`` / ``producer_lost``)."""
+    presence: bool = True
+    """Serve presence (WebSocket ``presence``, SSE ``event: presence``,
+    ``POST …/presence``) and log ``participant.joined`` / ``participant.left``."""
+    presence_ttl: float = 15.0
+    """Seconds a device stays present after it was last heard from."""
+    presence_grace: float = 5.0
+    """Seconds a device stays present after its last connection ended (a reload
+    within it changes nothing)."""
+    audit_key: str | None = None
+    """PEM file of the Ed25519 private key that signs audit heads. Without it:
+    ``PATH-audit-key.pem`` beside a SQLite store's file (created, mode 0600, at
+    the first start), or a key that lives as long as the process."""

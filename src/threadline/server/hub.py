@@ -39,6 +39,8 @@ DEFAULT_RECENT_EVENTS: Final = 1024
 """Events a feed keeps for subscribers that join late (bounded by bytes too)."""
 
 _IDLE_WAIT: Final = 30.0  # seconds a feed waits before re-checking, if never woken
+_REDACTION_MARK: Final = b',"type":"redaction",'
+"""In a stored envelope: a redaction, which rewrote earlier stored events."""
 
 
 def encode_records(records: Sequence[Record]) -> list[EncodedEvent]:
@@ -113,6 +115,12 @@ class _Feed:
         fresh.reverse()
         return fresh
 
+    def _forget_recent(self) -> None:
+        """Drop the recent events: joiners behind :attr:`position` re-read them."""
+        self.recent.clear()
+        self.recent_bytes = 0
+        self.recent_start = self.position
+
     def _remember(self, events: list[EncodedEvent]) -> None:
         hub = self.hub
         for event in events:
@@ -138,6 +146,8 @@ class _Feed:
                 )
                 if result.records:
                     events = encode_records(result.records)
+                    if any(_REDACTION_MARK in r.data for r in result.records):
+                        self._forget_recent()  # they may hold what it blanked
                     self.position = result.next_offset
                     self._remember(events)
                     for subscriber in list(self.subscribers):

@@ -51,6 +51,77 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     }
 
 
+def _audit_paths() -> dict[str, Any]:
+    """The audit routes (docs/topics/audit.md)."""
+    view = {
+        "name": "view",
+        "in": "query",
+        "description": "`staff` (default): every event, the audit chain; "
+        "`customer`: the customer view's own chain.",
+        "schema": {"type": "string", "enum": ["staff", "customer"]},
+    }
+    head = {"$ref": "#/components/schemas/AuditHead"}
+    return {
+        "/v1/audit/key": {
+            "get": {
+                "summary": "The public key that signs audit heads, as a JWKS "
+                "(Ed25519, `kid` = its RFC 7638 thumbprint); no token needed",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "keys": {"type": "array", "items": {"type": "object"}}
+                            },
+                        },
+                        "The JWKS",
+                    )
+                },
+            }
+        },
+        "/v1/sessions/{session_id}/audit/head": {
+            "get": {
+                "summary": "The view's signed head: its last offset and chain hash "
+                "(supervisor and service tokens)",
+                "security": _BEARER,
+                "parameters": [_SESSION_ID, view],
+                "responses": {
+                    "200": _json(head, "The signed head"),
+                    **_errors(400, 401, 403, 404),
+                },
+            }
+        },
+        "/v1/sessions/{session_id}/audit": {
+            "get": {
+                "summary": "Export the view's chain (supervisor and service tokens)",
+                "description": 'JSON Lines: first `{"anchor": {v, tenant, '
+                "session, view, after, prev_hash, head}}`, then each stored "
+                "event after `after` with its `data_sha256`, up to the signed "
+                "head. `threadline audit verify` checks it.",
+                "security": _BEARER,
+                "parameters": [
+                    _SESSION_ID,
+                    view,
+                    {
+                        "name": "offset",
+                        "in": "query",
+                        "description": "Export the events after this offset "
+                        "(default `-1`: from the start).",
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The export",
+                        "content": {"application/jsonl": {"schema": {}}},
+                    },
+                    **_errors(400, 401, 403, 404, 410),
+                },
+            }
+        },
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI document (a fresh dict each call)."""
     events_read = {
@@ -73,11 +144,19 @@ def openapi_document() -> dict[str, Any]:
                 "schema": {"type": "string", "enum": ["raw", "compact"]},
             },
             {"name": "ticket", "in": "query", "schema": {"type": "string"}},
+            {
+                "name": "device",
+                "in": "query",
+                "description": "With `live=sse`: the device the stream holds "
+                "present (else the `Threadline-Device` header, else one assigned).",
+                "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+            },
         ],
         "responses": {
             "200": {
                 "description": "Events after `offset` (a JSON array), or an SSE stream "
-                "(one event per log event: `id: <offset>`, `data: <envelope>`).",
+                "(one event per log event: `id: <offset>`, `data: <envelope>`; "
+                "`event: presence` and `event: control` without `id`).",
                 "headers": {
                     "Stream-Next-Offset": {"schema": {"type": "string"}},
                     "Stream-Up-To-Date": {"schema": {"type": "string"}},
@@ -177,8 +256,8 @@ def openapi_document() -> dict[str, Any]:
             },
             "/v1/sessions/{session_id}": {
                 "get": {
-                    "summary": "State snapshot: participants, controller, open "
-                    "messages and runs, read receipts, the tail of your view",
+                    "summary": "State snapshot: participants, presence, controller, "
+                    "open messages and runs, read receipts, the tail of your view",
                     "security": _BEARER,
                     "parameters": [_SESSION_ID],
                     "responses": {
@@ -211,6 +290,60 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/sessions/{session_id}/presence": {
+                "post": {
+                    "summary": "Set your device's presence status and keep it present "
+                    "for 15 s (clients without a socket); `offline` drops it now",
+                    "security": _BEARER,
+                    "parameters": [_SESSION_ID],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["status"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "status": {
+                                            "type": "string",
+                                            "enum": [
+                                                "active",
+                                                "idle",
+                                                "typing",
+                                                "offline",
+                                            ],
+                                        },
+                                        "device": {
+                                            "type": "string",
+                                            "pattern": "^[A-Za-z0-9_-]{1,64}$",
+                                            "description": "Default: the "
+                                            "`Threadline-Device` header, else `http`",
+                                        },
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "presence": {
+                                        "type": "array",
+                                        "items": {
+                                            "$ref": "#/components/schemas/Presence"
+                                        },
+                                    }
+                                },
+                            },
+                            "The devices present now, as you may see them",
+                        ),
+                        **_errors(400, 401, 403, 404, 429),
+                    },
+                }
+            },
             "/v1/sessions/{session_id}/tickets": {
                 "post": {
                     "summary": "A 60 s read-only ticket for EventSource (`?ticket=`)",
@@ -231,6 +364,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            **_audit_paths(),
             "/v1/me/sessions": {
                 "get": {
                     "summary": "Your sessions: last offset, unread count, "
@@ -263,6 +397,20 @@ def openapi_document() -> dict[str, Any]:
                         }
                     },
                 },
+                "Presence": {
+                    "type": "object",
+                    "required": ["actor", "status"],
+                    "properties": {
+                        "actor": {
+                            "type": "object",
+                            "description": "`{id, role, name?, device}`",
+                        },
+                        "status": {
+                            "type": "string",
+                            "enum": ["active", "idle", "typing"],
+                        },
+                    },
+                },
                 "EventDraft": {
                     "type": "object",
                     "required": ["type", "id", "data"],
@@ -290,6 +438,31 @@ def openapi_document() -> dict[str, Any]:
                         "visibility",
                         "data",
                     ],
+                },
+                "AuditHead": {
+                    "type": "object",
+                    "description": "Signed with Ed25519 over the RFC 8785 JSON of "
+                    "every other field; `signature` is base64url.",
+                    "required": [
+                        "tenant",
+                        "session",
+                        "view",
+                        "offset",
+                        "hash",
+                        "ts",
+                        "key_id",
+                        "signature",
+                    ],
+                    "properties": {
+                        "tenant": {"type": "string"},
+                        "session": {"type": "string"},
+                        "view": {"type": "string", "enum": ["staff", "customer"]},
+                        "offset": {"type": "string"},
+                        "hash": {"type": "string"},
+                        "ts": {"type": "string"},
+                        "key_id": {"type": "string"},
+                        "signature": {"type": "string"},
+                    },
                 },
                 "Published": {
                     "type": "object",

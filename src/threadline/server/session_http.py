@@ -6,21 +6,36 @@ session: its ``sessions`` globs match, and a customer is the session's
 customer. Reads and offsets are in the reader's view (see
 :mod:`threadline.server.sessions`), so a customer's answers never depend on
 staff events.
+
+With a :class:`~threadline.server.presence.PresenceManager`, the state
+snapshot lists who is present, a session SSE stream holds its device present
+and carries ``event: presence`` lines, and ``POST …/presence`` keeps a device
+without a socket present.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import random
+import re
+import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Sequence,
+)
 from typing import Any, Final
 
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from ..auth import AuthError, Claims
 from ..exceptions import (
@@ -28,21 +43,27 @@ from ..exceptions import (
     InvalidOffset,
     ProtocolError,
     SessionRuleError,
+    StorageError,
     TailMismatch,
     ThreadlineError,
 )
 from ..protocol.actors import Actor
 from ..protocol.events import EventDraft, format_ts
 from ..protocol.offsets import NOW, Offset, parse_offset_param
+from ..protocol.queue import QUEUE_SESSION
 from ..storage.base import ReadResult
 from .access import check_session_id as _check_session_id, reach_session
 from .compaction import CompactRead, CompactRecord
 from .openapi import openapi_document
+from .presence import OFFLINE, Hold, PresenceInbox, PresenceManager
+from .queue import QUEUE_ROLES
 from .sessions import SessionInfo, SessionManager, SessionNotFound
 from .stream_codec import status_of
 from .tickets import TicketSigner
 
-__all__ = ["MAX_BATCH_EVENTS", "MAX_BODY", "build_session_api"]
+__all__ = ["HTTP_DEVICE", "MAX_BATCH_EVENTS", "MAX_BODY", "build_session_api"]
+
+logger = logging.getLogger(__name__)
 
 MAX_BODY: Final = 1024 * 1024
 """Largest publish body: 1 MiB."""
@@ -55,6 +76,9 @@ HEARTBEAT_SECONDS: Final = 15.0
 CLOSED_MARK: Final = b',"type":"session.closed",'
 VIEWS: Final = ("raw", "compact")
 """``view=raw`` (every event, the default) or ``view=compact`` (messages folded)."""
+HTTP_DEVICE: Final = "http"
+"""The device of a ``POST …/presence`` that names none."""
+_DEVICE: Final = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
 
 Authenticate = Callable[[Request], Awaitable[Claims]]
 
@@ -167,6 +191,10 @@ class _SessionAPI:
         snapshot["cursors"] = await self.sessions.cursors(
             claims.tenant, session_id, staff=staff
         )
+        if self.presence is not None:
+            snapshot["presence"] = await self.presence.snapshot(
+                claims.tenant, session_id, staff=staff
+            )
         return _json(snapshot)
 
     async def publish(self, request: Request) -> Response:
@@ -245,7 +273,12 @@ class _SessionAPI:
             last_event_id = request.headers.get("last-event-id")
             if last_event_id:  # the resume point: Last-Event-ID > offset > -1
                 after = Offset.parse(last_event_id.strip())
-            return self._sse(claims, session_id, after, compact=compact)
+            device = request.headers.get("threadline-device") or (
+                request.query_params.get("device")
+            )
+            return self._sse(
+                claims, session_id, after, compact=compact, device=_device(device)
+            )
         if live not in (None, "long-poll"):
             raise ProtocolError(f"unknown live mode {live!r}", "invalid_live")
         page = await self._page(claims.tenant, session_id, staff, after, compact)
@@ -276,6 +309,7 @@ class _SessionAPI:
 
     long_poll_timeout: float = 20.0
     draining: asyncio.Event | None = None
+    presence: PresenceManager | None = None
     tickets: TicketSigner
 
     def _sse(
@@ -285,6 +319,7 @@ class _SessionAPI:
         after: Offset | None,
         *,
         compact: bool = False,
+        device: str | None = None,
     ) -> Response:
         """Session SSE: one event per log event (``id:`` offset), control events.
 
@@ -292,11 +327,49 @@ class _SessionAPI:
         starts) is the compact view, and live events follow raw. A compacted
         event that is not resumable has no ``id:`` line, so ``Last-Event-ID``
         only ever names a point a compact read may resume from.
+
+        With presence, the stream holds ``device`` (or one it assigns) present
+        while it is open, starts with an ``event: presence`` per device
+        present (its own aside), then one per change.
         """
         sessions, staff, tenant = self.sessions, claims.is_staff, claims.tenant
-        draining = self.draining
+        draining, presence = self.draining, self.presence
+        actor = _actor(claims, device or f"sse-{secrets.token_hex(6)}")
+        own = (actor.id, actor.device)
 
         async def stream() -> AsyncIterator[bytes]:
+            listener: PresenceInbox | None = None
+            hold: Hold | None = None
+            if presence is not None:
+                listener = PresenceInbox()
+                presence.add_listener(
+                    tenant, session_id, listener, staff=staff, own=actor
+                )
+                try:
+                    hold = await presence.hold(tenant, session_id, actor)
+                    for item in await presence.snapshot(
+                        tenant, session_id, staff=staff
+                    ):
+                        shown = item["actor"]
+                        if (shown["id"], shown.get("device")) != own:
+                            listener.add(session_id, shown, item["status"])
+                except StorageError:
+                    logger.exception("! presence failed for session %s", session_id)
+            try:
+                if listener is not None and listener.pending:
+                    yield _presence_events(listener)
+                async with contextlib.aclosing(events(listener)) as chunks:
+                    async for chunk in chunks:
+                        yield chunk
+            finally:
+                if presence is not None and listener is not None:
+                    presence.remove_listener(tenant, session_id, listener)
+                    if hold is not None:
+                        presence.release(hold)
+
+        async def events(
+            listener: PresenceInbox | None,
+        ) -> AsyncGenerator[bytes, None]:
             position = after
             deadline = time.monotonic() + SSE_SECONDS * random.uniform(0.9, 1.1)
             while compact:
@@ -340,14 +413,20 @@ class _SessionAPI:
                 if remaining <= 0 or (draining is not None and draining.is_set()):
                     yield _control("resume", position)
                     return
-                woke = await sessions.wait(
+                waiting = sessions.wait(
                     tenant,
                     session_id,
                     staff=staff,
                     after=result.next_offset,
                     timeout=min(HEARTBEAT_SECONDS, remaining),
                 )
-                if not woke:
+                if listener is None:
+                    woke = await waiting
+                else:
+                    woke = await listener.wait(waiting)
+                if listener is not None and listener.pending:
+                    yield _presence_events(listener)
+                elif not woke:
                     yield b": heartbeat\n\n"
 
         return StreamingResponse(
@@ -371,12 +450,78 @@ class _SessionAPI:
         )
         return _json({"offset": str(moved)})
 
+    async def set_presence(self, request: Request) -> Response:
+        session_id = request.path_params["session_id"]
+        claims, _ = await self._reach(request, session_id)
+        presence = self.presence
+        if presence is None:
+            raise ProtocolError("presence is off on this server", "not_supported")
+        body = await _body(request)
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("status"), str)
+            or not set(body) <= {"status", "device"}
+        ):
+            raise ProtocolError(
+                'body must be {"status": ..., "device"?: ...}', "invalid_presence"
+            )
+        named = body.get("device")
+        if named is not None and not isinstance(named, str):
+            raise ProtocolError("device must be a string", "invalid_device")
+        device = _device(named or request.headers.get("threadline-device"))
+        if self.sessions.limiter is not None:
+            self.sessions.limiter.take(claims.tenant, claims.sub, staff=claims.is_staff)
+        actor = _actor(claims, device or HTTP_DEVICE)
+        if body["status"] == OFFLINE:
+            await presence.remove(claims.tenant, session_id, actor)
+        else:
+            await presence.set_status(claims.tenant, session_id, actor, body["status"])
+        listed = await presence.snapshot(
+            claims.tenant, session_id, staff=claims.is_staff
+        )
+        return _json({"presence": listed})
+
+    async def list_sessions(self, request: Request) -> Response:
+        """``GET /v1/sessions?waiting=agent``: the waiting queue, listed."""
+        claims = await self.authenticate(request)
+        if request.query_params.get("waiting") != "agent":
+            return _error(
+                400, "invalid_query", "list sessions with ?waiting=agent (the queue)"
+            )
+        if claims.role not in QUEUE_ROLES:
+            raise AuthError("the waiting queue is for staff", "forbidden", 403)
+        waiting, offset = await self.sessions.waiting(claims.tenant)
+        return _json(
+            {"sessions": waiting, "queue": QUEUE_SESSION, "offset": str(offset)}
+        )
+
     async def my_sessions(self, request: Request) -> Response:
         claims = await self.authenticate(request)
         listed = await self.sessions.my_sessions(
             claims.tenant, claims.sub, staff=claims.is_staff
         )
         return _json({"sessions": listed})
+
+
+def _device(value: str | None) -> str | None:
+    """A device id from a request, checked (``None`` if absent).
+
+    Raises:
+        ProtocolError: ``invalid_device``: not ``[A-Za-z0-9_-]{1,64}``.
+    """
+    if value is None or value == "":
+        return None
+    if not _DEVICE.match(value):
+        raise ProtocolError("device ids match [A-Za-z0-9_-]{1,64}", "invalid_device")
+    return value
+
+
+def _presence_events(inbox: PresenceInbox) -> bytes:
+    """The changes waiting in ``inbox`` as ``event: presence`` (no ``id``)."""
+    return b"".join(
+        b"event: presence\ndata: " + orjson.dumps(item) + b"\n\n"
+        for item in inbox.take()
+    )
 
 
 def _control(kind: str, offset: Offset | None = None) -> bytes:
@@ -422,12 +567,18 @@ def build_session_api(
     long_poll_timeout: float = 20.0,
     draining: asyncio.Event | None = None,
     ticket_secret: str | None = None,
+    presence: PresenceManager | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
-    """The Starlette app for ``/v1/sessions`` and ``/v1/me/sessions``."""
+    """The Starlette app for ``/v1/sessions`` and ``/v1/me/sessions``.
+
+    ``extra_routes`` (the audit routes) share its error answers.
+    """
     api = _SessionAPI(sessions, authenticate)
     api.tickets = TicketSigner(ticket_secret)
     api.long_poll_timeout = long_poll_timeout
     api.draining = draining
+    api.presence = presence
 
     async def on_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ThreadlineError)
@@ -455,11 +606,15 @@ def build_session_api(
     routes = [
         Route("/v1/openapi.json", openapi, methods=["GET"]),
         Route("/v1/sessions", api.create, methods=["POST"]),
+        Route("/v1/sessions", api.list_sessions, methods=["GET"]),
         Route("/v1/sessions/{session_id}", api.state, methods=["GET"]),
         Route("/v1/sessions/{session_id}/events", api.publish, methods=["POST"]),
         Route("/v1/sessions/{session_id}/events", api.read, methods=["GET"]),
         Route("/v1/sessions/{session_id}/cursor", api.cursor, methods=["PUT"]),
+        Route("/v1/sessions/{session_id}/presence", api.set_presence, methods=["POST"]),
         Route("/v1/sessions/{session_id}/tickets", api.ticket, methods=["POST"]),
         Route("/v1/me/sessions", api.my_sessions, methods=["GET"]),
     ]
-    return Starlette(routes=routes, exception_handlers={ThreadlineError: on_error})
+    return Starlette(
+        routes=[*routes, *extra_routes], exception_handlers={ThreadlineError: on_error}
+    )

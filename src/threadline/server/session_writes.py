@@ -8,6 +8,7 @@ Pure functions over a :class:`~threadline.storage.index.Txn`, used by
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -17,13 +18,16 @@ from ..protocol.actors import Actor
 from ..protocol.audit import canonical_json, data_digest, event_hash
 from ..protocol.events import GENESIS_HASH, Event, EventDraft
 from ..protocol.offsets import Offset
+from ..protocol.payloads import Visibility
 from ..protocol.records import OpenMessage
 from ..protocol.state import SessionState
-from ..storage.index import Txn
+from ..storage.index import MAX_SCAN, Txn
 
 __all__ = [
     "ALL_PREFIX",
     "CURSORS",
+    "ENDED",
+    "OPEN",
     "FULL_PREFIX",
     "IDS",
     "MEMBERS",
@@ -43,6 +47,7 @@ __all__ = [
     "join",
     "recount_unread",
     "store_event",
+    "update_document",
 ]
 
 FULL_PREFIX: Final = "session:"
@@ -57,6 +62,8 @@ CURSORS: Final = "cursors"  # {id}\n{participant} -> offset in their view
 MEMBERS: Final = "members"  # {participant}\n{id} -> membership
 PARTICIPANTS: Final = "participants"  # {id}\n{participant} -> {"staff": bool}
 UNREAD: Final = "unread"  # {id}\n{participant} -> count of unread messages
+ENDED: Final = "ended"  # {id}\n{m|r}\n{message or run id} -> its visibility
+OPEN: Final = "open"  # {id} -> b"" while a message or run is open (the lease)
 
 _MESSAGE_TYPES: Final = frozenset(
     {"message", "message.start", "message.delta", "message.end"}
@@ -74,11 +81,21 @@ class WorkingState:
     all_tip: str = GENESIS_HASH
     all_starts: dict[str, str] = field(default_factory=dict)
     """Open messages visible to all: their start offset in the customer view."""
+    saved_messages: int = 0
+    """How many of ``state.ended_messages`` (in order) have their ENDED entry."""
+    saved_runs: int = 0
+    """How many of ``state.ended_runs`` (in order) have their ENDED entry."""
+    members: set[str] = field(default_factory=set)
+    """Participants known to have their membership entries (see :func:`join`)."""
+    open_indexed: bool | None = None
+    """Whether the OPEN entry exists (``None``: not known since loading)."""
 
     def to_json(self) -> bytes:
+        """The working state without the ended ids, which grow with the
+        session's age and are stored apart (:meth:`save_ended`)."""
         return orjson.dumps(
             {
-                "state": self.state.to_json(),
+                "state": self.state.to_json(ended=False),
                 "full_tail": str(self.full_tail),
                 "all_tail": str(self.all_tail),
                 "tip": self.tip,
@@ -89,6 +106,8 @@ class WorkingState:
 
     @classmethod
     def from_json(cls, raw: bytes) -> WorkingState:
+        """The stored working state; it knows no ended ids until
+        :meth:`load_ended` (reads that only show what is open skip it)."""
         obj = orjson.loads(raw)
         return cls(
             SessionState.from_json(obj["state"]),
@@ -98,6 +117,57 @@ class WorkingState:
             obj["all_tip"],
             obj["all_starts"],
         )
+
+    def load_ended(self, txn: Txn, session_id: str) -> None:
+        """Fill in the ended ids from their ENDED entries.
+
+        A working state stored with its ended ids inline (before they were
+        kept apart) keeps them; they are written out by the next
+        :meth:`save_ended`.
+        """
+        inline_messages = self.state.ended_messages
+        inline_runs = self.state.ended_runs
+        messages: dict[str, Visibility] = {}
+        runs: dict[str, Visibility] = {}
+        prefix = f"{session_id}\n"
+        after: str | None = None
+        while True:
+            page = txn.scan(ENDED, prefix, after=after, limit=MAX_SCAN)
+            for key, value in page:
+                kind, _, ident = key[len(prefix) :].partition("\n")
+                seen = messages if kind == "m" else runs
+                seen[ident] = "staff" if value == b"staff" else "all"
+            if len(page) < MAX_SCAN:
+                break
+            after = page[-1][0]
+        self.saved_messages, self.saved_runs = len(messages), len(runs)
+        for ident, visibility in inline_messages.items():
+            messages.setdefault(ident, visibility)
+        for ident, visibility in inline_runs.items():
+            runs.setdefault(ident, visibility)
+        self.state.ended_messages, self.state.ended_runs = messages, runs
+
+    def save_open(self, txn: Txn, session_id: str) -> None:
+        """Keep the OPEN entry, which lists the session for the lease sweep
+        while one of its messages or runs is open."""
+        is_open = bool(self.state.messages or self.state.runs)
+        if is_open != self.open_indexed:
+            txn.put(OPEN, session_id, b"" if is_open else None)
+            self.open_indexed = is_open
+
+    def save_ended(self, txn: Txn, session_id: str) -> None:
+        """Write an ENDED entry for each id ended since the last save."""
+        for kind, ended, saved in (
+            ("m", self.state.ended_messages, self.saved_messages),
+            ("r", self.state.ended_runs, self.saved_runs),
+        ):
+            if len(ended) > saved:
+                for ident, visibility in itertools.islice(ended.items(), saved, None):
+                    txn.put(
+                        ENDED, f"{session_id}\n{kind}\n{ident}", visibility.encode()
+                    )
+        self.saved_messages = len(self.state.ended_messages)
+        self.saved_runs = len(self.state.ended_runs)
 
 
 @dataclass(slots=True)
@@ -116,6 +186,26 @@ def join(txn: Txn, session_id: str, participant: str, *, staff: bool) -> None:
         txn.put(MEMBERS, f"{participant}\n{session_id}", b"{}")
         flag = b'{"staff":true}' if staff else b'{"staff":false}'
         txn.put(PARTICIPANTS, f"{session_id}\n{participant}", flag)
+
+
+def update_document(txn: Txn, session_id: str, data: dict[str, Any]) -> None:
+    """Apply a ``session.updated`` to the session's document, in its commit.
+
+    ``customer`` moves the session to that customer (who reaches it, and
+    finds it in "my sessions", from then on); the other fields are routing
+    metadata, each replacing its earlier value.
+    """
+    raw = txn.get(SESSIONS, session_id)
+    if raw is None:
+        return
+    document = orjson.loads(raw)
+    for name, value in data.items():
+        if name == "customer":
+            document["customer"] = value
+            join(txn, session_id, value, staff=False)
+        else:
+            document["metadata"][name] = value
+    txn.put(SESSIONS, session_id, orjson.dumps(document))
 
 
 def count_unread(txn: Txn, session_id: str, completed: list[tuple[str, str]]) -> None:
@@ -178,8 +268,14 @@ def store_event(
     actor: Actor,
     draft: EventDraft,
     ts: str,
+    *,
+    visible_data: dict[str, Any] | None = None,
 ) -> tuple[Offset, Offset | None]:
-    """Make the envelope(s) of one accepted draft, fold it in, index it."""
+    """Make the envelope(s) of one accepted draft, fold it in, index it.
+
+    ``visible_data`` is the customer view's ``data`` when it differs (a
+    redaction names its target's customer-view offset).
+    """
     visibility = draft.visibility
     assert visibility is not None
     full_offset = Offset(working.full_tail.generation, working.full_tail.position + 1)
@@ -187,7 +283,7 @@ def store_event(
     if visibility == "all":
         all_offset = Offset(working.all_tail.generation, working.all_tail.position + 1)
     message_id = draft.data.get("message_id") if draft.type in _MESSAGE_TYPES else None
-    full_data, all_data = draft.data, draft.data
+    full_data, all_data = draft.data, visible_data or draft.data
     opened = None
     if message_id is not None:
         # Every message event carries its message's start offset (per view).

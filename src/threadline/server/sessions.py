@@ -30,6 +30,7 @@ import orjson
 
 from ..exceptions import (
     EventTooLarge,
+    Forbidden,
     IdConflict,
     LogNotFound,
     OffsetGone,
@@ -37,19 +38,24 @@ from ..exceptions import (
     SessionNotFound,
     TailMismatch,
 )
-from ..protocol.actors import Actor, Role
+from ..protocol.actors import SERVER, Actor, Role
 from ..protocol.events import Event, EventDraft, format_ts
 from ..protocol.offsets import Offset
-from ..protocol.state import SessionState
+from ..protocol.queue import QUEUE_SESSION, waiting
+from ..protocol.state import LEASE, SessionState
 from ..storage.base import LogConfig, LogKey, LogStore, ReadResult
-from ..storage.index import Txn
+from ..storage.index import MAX_SCAN, Txn
 from .limits import MAX_EVENT_BYTES, RateLimiter
+from .notify import add_to_outbox
+from .queue import QUEUE_TYPES, RESERVED_PREFIX, list_waiting, write_queue_change
+from .redaction import PlannedRedaction, apply_redactions, plan_redaction
 from .session_writes import (
     ALL_PREFIX,
     CURSORS,
     FULL_PREFIX,
     IDS,
     MEMBERS,
+    OPEN,
     SESSIONS,
     STATE,
     UNREAD,
@@ -61,6 +67,7 @@ from .session_writes import (
     join,
     recount_unread,
     store_event,
+    update_document,
 )
 
 if TYPE_CHECKING:
@@ -148,6 +155,11 @@ class SessionManager:
         self.store = store
         self._clock = clock
         self._working: dict[tuple[str, str], WorkingState] = {}
+        self._queues: set[str] = set()
+        self.notify_coalesce: float | None = None
+        """With webhooks on, the coalescing window of the notification outbox
+        (:mod:`threadline.server.notify`); ``None``: no outbox is written."""
+        """Tenants whose waiting queue exists."""
         self.limiter = limiter
         """Publish rate limits per participant (``None``: unlimited)."""
 
@@ -165,8 +177,37 @@ class SessionManager:
         """Create a session, or return the existing one (``created`` False).
 
         An existing session is returned as it is, whatever ``customer`` and
-        ``metadata`` say: creating is "ensure".
+        ``metadata`` say: creating is "ensure". A session created without a
+        controller enters the waiting queue at once.
+
+        Raises:
+            ProtocolError: ``reserved_session_id``: the id starts ``threadline.``.
         """
+        if session_id.startswith(RESERVED_PREFIX):
+            raise ProtocolError(
+                f"session ids starting {RESERVED_PREFIX!r} are the server's",
+                "reserved_session_id",
+            )
+        if controller_role is None:
+            await self.ensure_queue(tenant)
+        return await self._create(
+            tenant, session_id, customer, metadata, controller_role
+        )
+
+    async def ensure_queue(self, tenant: str) -> None:
+        """Create the tenant's waiting queue if it does not exist yet."""
+        if tenant not in self._queues:
+            await self._create(tenant, QUEUE_SESSION, None, None, None)
+            self._queues.add(tenant)
+
+    async def _create(
+        self,
+        tenant: str,
+        session_id: str,
+        customer: str | None,
+        metadata: dict[str, Any] | None,
+        controller_role: Role | None,
+    ) -> tuple[SessionInfo, bool]:
         await self.store.create(full_key(tenant, session_id), LogConfig(JSON_TYPE))
         await self.store.create(all_key(tenant, session_id), LogConfig(JSON_TYPE))
         info = SessionInfo(
@@ -191,6 +232,11 @@ class SessionManager:
             txn.put(STATE, session_id, working.to_json())
             if customer is not None:
                 join(txn, session_id, customer, staff=False)
+            if session_id != QUEUE_SESSION and waiting(state) is not None:
+                queue = self._load(txn, QUEUE_SESSION)
+                write_queue_change(
+                    txn, session_id, None, state, working.full_tail, queue, info.created
+                )
             return info, True
 
         return await self.store.transact(tenant, ensure)
@@ -223,6 +269,7 @@ class SessionManager:
         working = WorkingState.from_json(raw)
         if working.full_tail != full_tail:
             raise RuntimeError(f"session {session_id}: state and log disagree")
+        working.load_ended(txn, session_id)
         self._working[(txn.tenant, session_id)] = working
         return working
 
@@ -248,9 +295,13 @@ class SessionManager:
             and the :class:`SessionRuleError` family of the rules.
         """
         staff = actor.is_staff
+        if session_id.startswith(RESERVED_PREFIX) and not actor.is_server:
+            raise Forbidden(f"only the server writes {session_id!r}")
         if self.limiter is not None and not actor.is_server:
             self.limiter.take(tenant, actor.id, staff=staff, count=len(drafts))
         key = (tenant, session_id)
+        if any(draft.type in QUEUE_TYPES for draft in drafts):
+            await self.ensure_queue(tenant)
 
         def run(txn: Txn) -> list[Published]:
             working = self._load(txn, session_id)
@@ -267,6 +318,7 @@ class SessionManager:
                 )
             except BaseException:
                 self._working.pop(key, None)  # it may hold half a batch
+                self._working.pop((tenant, QUEUE_SESSION), None)
                 raise
 
         # A commit that fails after ``run`` leaves the cache ahead of the store;
@@ -292,6 +344,11 @@ class SessionManager:
         ts = format_ts(now)
         results: list[Published] = []
         stored = StoredEvents()
+        queued = any(draft.type in QUEUE_TYPES for draft in drafts)
+        before = waiting(working.state) if queued else None
+        # The chain tips are built on these tails: the appends compare-and-set.
+        full_base, all_base = working.full_tail, working.all_tail
+        redactions: list[PlannedRedaction] = []
         for draft in drafts:
             if len(draft.serialize()) > MAX_EVENT_BYTES:
                 raise EventTooLarge(
@@ -312,10 +369,30 @@ class SessionManager:
                 results.append(Published(draft.id, Offset.parse(offset), True))
                 continue
             accepted = working.state.validate(draft, actor, caps=caps)
+            if draft.type == "session.updated":
+                update_document(txn, session_id, draft.data)
+            shown = None
+            if draft.type == "redaction":  # shown where its target is
+                accepted, shown = plan_redaction(
+                    txn,
+                    session_id,
+                    working,
+                    stored,
+                    draft.visibility,
+                    accepted,
+                    redactions,
+                )
             mine: dict[str, str | None] = {"full": None, "all": None}
             for entry_actor, entry in accepted.entries():
                 full_offset, all_offset = store_event(
-                    txn, session_id, working, stored, entry_actor, entry, ts
+                    txn,
+                    session_id,
+                    working,
+                    stored,
+                    entry_actor,
+                    entry,
+                    ts,
+                    visible_data=shown if entry is accepted.draft else None,
                 )
                 if entry is accepted.draft:
                     mine = {
@@ -326,15 +403,95 @@ class SessionManager:
             offset = mine["full"] if staff else mine["all"]
             assert offset is not None  # a customer's events are visible to all
             results.append(Published(draft.id, Offset.parse(offset)))
-        if not actor.is_server:
+        if not actor.is_server and actor.id not in working.members:
             join(txn, session_id, actor.id, staff=staff)
         count_unread(txn, session_id, stored.completed)
+        if self.notify_coalesce is not None and stored.completed:
+            at = str(working.full_tail)
+            add_to_outbox(
+                txn,
+                session_id,
+                [(author, shown, at) for author, shown in stored.completed],
+                now,
+                self.notify_coalesce,
+            )
         if stored.full:
-            txn.append(FULL_PREFIX + session_id, stored.full)
+            # Remembered only with new events: a commit that fails then moves
+            # no tail, and the next ``_load`` drops this working state.
+            if not actor.is_server:
+                working.members.add(actor.id)
+            txn.append(FULL_PREFIX + session_id, stored.full, expected_tail=full_base)
             if stored.visible:
-                txn.append(ALL_PREFIX + session_id, stored.visible)
+                txn.append(
+                    ALL_PREFIX + session_id, stored.visible, expected_tail=all_base
+                )
+            apply_redactions(txn, session_id, working, redactions)
+            working.save_ended(txn, session_id)
+            working.save_open(txn, session_id)
             txn.put(STATE, session_id, working.to_json())
+            if queued:
+                queue = self._load(txn, QUEUE_SESSION)
+                write_queue_change(
+                    txn, session_id, before, working.state, working.full_tail, queue, ts
+                )
         return results
+
+    async def waiting(self, tenant: str) -> tuple[list[dict[str, Any]], Offset]:
+        """The sessions waiting for a human now, oldest first, and the offset
+        of the queue's log they are current as of."""
+        await self.ensure_queue(tenant)
+        return await self.store.transact(tenant, list_waiting)
+
+    # Dead producers
+
+    async def sweep(self, lease: float = LEASE) -> int:
+        """End every message and run silent for ``lease`` seconds, in every
+        tenant (``error`` / ``producer_lost``, as the server). Returns how
+        many sessions had something ended.
+
+        Sessions are found by their OPEN entries, written in the commits that
+        open and end things, so a restart forgets none.
+        """
+        now = self._clock()
+        swept = 0
+        for tenant in await self.store.index.tenants(OPEN):
+            after: str | None = None
+            while True:
+                page = await self.store.index.scan(
+                    tenant, OPEN, after=after, limit=MAX_SCAN
+                )
+                for session_id, _ in page:
+                    if await self._expire(tenant, session_id, now, lease):
+                        swept += 1
+                if len(page) < MAX_SCAN:
+                    break
+                after = page[-1][0]
+        return swept
+
+    async def _expire(
+        self, tenant: str, session_id: str, now: float, lease: float
+    ) -> bool:
+        # Check the committed state first: most open work is alive.
+        raw = await self.store.index.get(tenant, STATE, session_id)
+        if raw is None or not WorkingState.from_json(raw).state.expired(now, lease):
+            return False
+
+        def run(txn: Txn) -> bool:
+            working = self._load(txn, session_id)
+            drafts = working.state.expired(now, lease)
+            if not drafts:
+                return False
+            try:
+                self._publish(txn, working, session_id, SERVER, drafts, (), None, True)
+            except BaseException:
+                self._working.pop((tenant, session_id), None)
+                raise
+            return True
+
+        try:
+            return await self.store.transact(tenant, run)
+        except SessionNotFound:
+            return False  # deleted meanwhile
 
     # Cursors and "my sessions"
 
@@ -417,6 +574,8 @@ class SessionManager:
                 snapshot = await self.snapshot(tenant, session_id, staff=staff)
             except SessionNotFound:
                 continue
+            if not staff and info.customer != participant:
+                continue  # the session moved to another customer
             cursor_raw = await self.store.index.get(
                 tenant, CURSORS, f"{session_id}\n{participant}"
             )
@@ -515,6 +674,9 @@ class SessionManager:
         working = WorkingState.from_json(raw)
         snapshot = working.state.snapshot(staff=staff)
         snapshot["offset"] = str(working.full_tail if staff else working.all_tail)
+        if session_id == QUEUE_SESSION:
+            listed, offset = await self.waiting(tenant)
+            snapshot["waiting"], snapshot["offset"] = listed, str(offset)
         if not staff:
             # The state keeps staff-view offsets; a customer gets customer-view
             # ones, or none, so no offset betrays a staff event.

@@ -8,6 +8,12 @@ reaches the tail, or the recent events its session's feed keeps, it joins the
 feed (:class:`~threadline.server.hub.Hub`) without a gap; from then on it
 costs no task, and the feed pushes every new event into its connection's
 protocol, which drops what was already sent.
+
+With presence on, a subscription also listens to its session's presence (its
+``state`` lists who is present; changes follow as ``presence`` messages, a
+customer never hearing of a supervisor) and, once answered, holds its
+connection's device present in the session until it stops
+(:class:`~threadline.server.presence.PresenceManager`).
 """
 
 from __future__ import annotations
@@ -16,11 +22,19 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import LogGone, OffsetGone, ProtocolError, ThreadlineError
+from ..exceptions import (
+    LogGone,
+    OffsetGone,
+    ProtocolError,
+    StorageError,
+    ThreadlineError,
+)
+from ..protocol.actors import Actor
 from ..protocol.frames import EncodedEvent
 from ..protocol.messages import Subscribe
 from ..protocol.offsets import NOW, Offset, parse_offset_param
 from .hub import encode_records
+from .presence import Hold
 from .sessions import SessionNotFound
 
 if TYPE_CHECKING:
@@ -45,6 +59,8 @@ class Subscription:
         "abandoned",
         "answered",
         "conn",
+        "hold",
+        "listening",
         "live",
         "session",
         "staff",
@@ -68,6 +84,10 @@ class Subscription:
         """Unsubscribed or ended on our side: nothing more is sent."""
         self.live = False
         """Joined its session's feed."""
+        self.listening = False
+        """Listening to the session's presence."""
+        self.hold: Hold | None = None
+        """Its hold on the connection's device's presence, once answered."""
 
     # Hub subscriber
 
@@ -84,11 +104,19 @@ class Subscription:
     def fail(self) -> None:
         self.conn.abort(_INTERNAL_ERROR)
 
+    # Presence listener
+
+    def presence(self, session: str, actor: Actor, status: str) -> None:
+        conn = self.conn
+        conn.proto.send_presence(session, actor.to_json(), status)
+        conn.queued()
+
     # Life
 
     def stop(self) -> None:
         """Stop on our side (a pending answer still goes out)."""
         self.abandoned = True
+        self._end_presence()
         if self.live:
             self.conn.hub.leave(self, self.tenant, self.session, staff=self.staff)
             self.live = False
@@ -118,9 +146,20 @@ class Subscription:
             first = await sessions.read(
                 tenant, session, staff=staff, after=after, max_bytes=hub.read_bytes
             )
+            presence = conn.presence
+            if presence is not None and not self.abandoned:
+                # Listen first: a change until ``subscribed`` is in the list.
+                presence.add_listener(
+                    tenant, session, self, staff=staff, own=conn.actor()
+                )
+                self.listening = True
+                state["presence"] = await presence.snapshot(
+                    tenant, session, staff=staff
+                )
         except Exception as exc:
             if not isinstance(exc, ThreadlineError):
                 logger.exception("! connection %d: subscribe failed", conn.id)
+            self._end_presence()
             conn.answer_error(exc, message.rid)
             return
         position = first.info.earliest if after is None else after
@@ -133,6 +172,7 @@ class Subscription:
         if claims is None or not claims.may_access_session(session):
             self.gone("forbidden")  # a refresh narrowed the token meanwhile
             return
+        await self._hold_presence()
         at_tail = first.up_to_date
         try:
             if compact:
@@ -166,6 +206,31 @@ class Subscription:
             self.gone("offset_gone", exc.earliest, exc.tail)
             return
         self.live = True
+
+    async def _hold_presence(self) -> None:
+        presence = self.conn.presence
+        if presence is None or self.abandoned:
+            return
+        try:
+            hold = await presence.hold(self.tenant, self.session, self.conn.actor())
+        except StorageError:
+            logger.exception("! connection %d: presence failed", self.conn.id)
+            return
+        if self.abandoned:
+            presence.release(hold)  # stopped meanwhile
+        else:
+            self.hold = hold
+
+    def _end_presence(self) -> None:
+        presence = self.conn.presence
+        if presence is None:
+            return
+        if self.listening:
+            self.listening = False
+            presence.remove_listener(self.tenant, self.session, self)
+        hold, self.hold = self.hold, None
+        if hold is not None:
+            presence.release(hold)
 
     async def _compact(self, read_compact: Any, position: Offset) -> Offset:
         """Send the compact view after ``position`` up to the tail; where it ended.

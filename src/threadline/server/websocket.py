@@ -19,6 +19,12 @@ A thin asyncio layer over the sans-I/O
   (encoded once for all) into each protocol, and a consumer that cannot keep
   up fills its bounded send queue and is closed 4000, to resume by replay.
 
+With a :class:`~threadline.server.presence.PresenceManager`, each answered
+subscription holds the connection's device present in its session (whose
+``presence`` changes it forwards), and ``presence`` messages set the device's
+status. The socket's liveness is the transport's: ``threadline serve`` has
+uvicorn ping every 5 s and drop a peer silent for 5 s more.
+
 The connection ends on the client's close or disconnect, or after the close
 the protocol decided (4000 slow consumer, 4001 token expired, 4002 draining,
 44xx) has been sent; if the client does not read even that within
@@ -48,6 +54,7 @@ from ..exceptions import (
     TailMismatch,
     ThreadlineError,
 )
+from ..protocol.actors import Actor
 from ..protocol.codes import Close, CloseCode
 from ..protocol.connection import (
     DEFAULT_HELLO_TIMEOUT,
@@ -73,6 +80,7 @@ from ..protocol.offsets import Offset
 from .access import actor_of, reach_session
 from .http import Receive, Scope, Send
 from .hub import Hub
+from .presence import PresenceManager
 from .session_http import MAX_BATCH_EVENTS
 from .sessions import Published, SessionInfo, SessionManager
 from .stream_codec import status_of
@@ -140,6 +148,8 @@ class WebSocketHandler:
         verify: Verifies a bearer token into claims (raises ``AuthError``).
         draining: Set when the server drains: new connections close 4002.
         limits: Per-connection limits.
+        presence: Presence and membership; without it ``presence`` messages
+            are answered ``error not_supported``.
     """
 
     def __init__(
@@ -148,8 +158,10 @@ class WebSocketHandler:
         verify: Verify,
         draining: asyncio.Event,
         limits: WebSocketLimits | None = None,
+        presence: PresenceManager | None = None,
     ) -> None:
         self.sessions = sessions
+        self.presence = presence
         self.verify = verify
         self.draining = draining
         self.limits = limits or WebSocketLimits()
@@ -212,6 +224,7 @@ class WebSocketConnection:
         self.handler = handler
         self.sessions = handler.sessions
         self.hub = handler.hub
+        self.presence = handler.presence
         self.limits = limits
         self.receive = receive
         self.send = send
@@ -424,9 +437,7 @@ class WebSocketConnection:
         elif isinstance(event, Refresh):
             await self._on_refresh(event)
         elif isinstance(event, SetPresence):
-            self.proto.send_error(
-                "not_supported", "presence is not supported by this server yet"
-            )
+            await self._on_presence(event)
 
     async def _on_hello(self, hello: Hello) -> None:
         try:
@@ -460,6 +471,10 @@ class WebSocketConnection:
         for session, sub in list(self.subscriptions.items()):
             if sub.answered and not claims.may_access_session(session):
                 self.end_subscription(sub, "forbidden")
+
+    def actor(self) -> Actor:
+        """Who this connection is: the token's identity and the device."""
+        return actor_of(self._claims(), self.device)
 
     def _claims(self) -> Claims:
         claims = self.claims
@@ -569,6 +584,19 @@ class WebSocketConnection:
         )
         if self._cursor_task is None or self._cursor_task.done():
             self._cursor_task = self._spawn(self._move_cursors(), "cursor")
+
+    async def _on_presence(self, message: SetPresence) -> None:
+        presence = self.presence
+        if presence is None:
+            self.proto.send_error("not_supported", "presence is off on this server")
+            return
+        try:
+            await self.reach(message.session)
+            await presence.set_status(
+                self._claims().tenant, message.session, self.actor(), message.status
+            )
+        except ThreadlineError as exc:
+            self.answer_error(exc, None)
 
     async def _move_cursors(self) -> None:
         claims = self._claims()

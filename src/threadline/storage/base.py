@@ -24,6 +24,9 @@ and read:
   or absolute expiry has passed behaves as if it did not exist.
 * **No guarantee rests on one process's memory**: caches are allowed, but the
   store is the truth after a restart.
+* **Records are immutable but for one rewrite**: ``Txn.replace`` (a
+  redaction) changes one record's bytes in place, at the same offset; every
+  read after its commit — cached ones included — returns the new bytes.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from ..protocol.offsets import Offset
-from .base import LogInfo
+from .base import LogInfo, Record
 
 __all__ = ["MAX_SCAN", "BufferedTxn", "IndexStore", "Txn", "check_table", "merge_scan"]
 
@@ -68,11 +68,55 @@ class Txn(ABC):
         """
 
     @abstractmethod
-    def append(self, name: str, records: Sequence[bytes]) -> list[Offset]:
+    def append(
+        self,
+        name: str,
+        records: Sequence[bytes],
+        *,
+        expected_tail: Offset | None = None,
+    ) -> list[Offset]:
         """Append records to a log; returns each record's offset.
 
+        With ``expected_tail``, this is a compare-and-set: the records are
+        appended only if the log's working tail (this transaction's earlier
+        appends included) is exactly that offset. The session layer passes
+        the tail its hash chain was built on, so an event can never be linked
+        to a ``prev_hash`` that is not the last stored event's hash.
+
         Raises:
-            LogNotFound, LogGone, LogClosed.
+            LogNotFound, LogGone, LogClosed, TailMismatch (``expected_tail``).
+        """
+
+    @abstractmethod
+    def read(self, name: str, after: Offset | None, *, limit: int) -> list[Record]:
+        """The log's records after ``after``, as this transaction sees them.
+
+        Committed records, those of earlier writes in the same group commit,
+        and this transaction's own appends and replacements; at most ``limit``
+        records, in offset order. Meant for the rare writes that must look
+        back (a redaction), not for the read path.
+
+        Raises:
+            LogNotFound, LogGone, OffsetGone (another generation),
+            InvalidOffset (beyond the working tail).
+        """
+
+    @abstractmethod
+    def replace(self, name: str, offset: Offset, data: bytes) -> None:
+        """Rewrite the bytes of one record, committed with this transaction.
+
+        The record keeps its offset; the log's tail, order and generation do
+        not change. Once committed, every read returns the new bytes — reads
+        served from caches included, and after a restart — and no reader is
+        woken (nothing was appended). This is how a ``redaction`` blanks an
+        event; it is the one exception to "records are immutable".
+
+        Only a record of the log's own generation may be rewritten, not one a
+        fork shares with its source.
+
+        Raises:
+            LogNotFound, LogGone, InvalidOffset (not a record of this log's
+            own generation).
         """
 
     @abstractmethod
@@ -163,6 +207,13 @@ class IndexStore(ABC):
 
         At most ``min(limit, MAX_SCAN)`` entries, all with keys after ``after``
         (exclusive) when given: page by passing the last key seen.
+        """
+
+    @abstractmethod
+    async def tenants(self, table: str) -> list[str]:
+        """The tenants with at least one committed entry in ``table``, sorted.
+
+        For work that spans tenants (ending dead producers' messages).
         """
 
 

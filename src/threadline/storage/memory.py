@@ -21,6 +21,7 @@ from ..exceptions import (
     LogGone,
     LogNotFound,
     StorageError,
+    TailMismatch,
 )
 from ..protocol.offsets import Offset, Segment, earliest, offset_at, resolve
 from ..protocol.streams import (
@@ -365,6 +366,7 @@ class _MemoryTxn(BufferedTxn):
         super().__init__(tenant)
         self._store = store
         self._appends: dict[str, tuple[_Log, list[bytes]]] = {}
+        self._replaced: dict[tuple[str, int], bytes] = {}
 
     def info(self, name: str) -> LogInfo:
         log, pending = self._log(name)
@@ -375,13 +377,63 @@ class _MemoryTxn(BufferedTxn):
         tail = Offset(log.generation, log.tail_position + len(pending))
         return dataclasses.replace(info, tail=tail)
 
-    def append(self, name: str, records: Sequence[bytes]) -> list[Offset]:
+    def append(
+        self,
+        name: str,
+        records: Sequence[bytes],
+        *,
+        expected_tail: Offset | None = None,
+    ) -> list[Offset]:
         log, pending = self._log(name)
         if log.closed:
             raise LogClosed(self._store._info(log).tail)
+        if expected_tail is not None:
+            tail = self.info(name).tail
+            if tail != expected_tail:
+                raise TailMismatch(tail)
         first = log.tail_position + len(pending) + 1
         pending.extend(records)
         return [Offset(log.generation, p) for p in range(first, first + len(records))]
+
+    def read(self, name: str, after: Offset | None, *, limit: int) -> list[Record]:
+        log, pending = self._log(name)
+        chain = log.chain()
+        top = log.tail_position + len(pending)
+        if after is None:
+            start = 0
+        elif after.generation == log.generation and after.position > log.tail_position:
+            if after.position > top:
+                raise InvalidOffset(f"offset {after} is beyond the tail")
+            start = after.position  # among this transaction's appends
+        else:
+            start = resolve([segment for _, segment in chain], after)
+        records = []
+        for position in range(start + 1, min(top, start + limit) + 1):
+            if position > log.tail_position:
+                data = pending[position - log.tail_position - 1]
+                records.append(Record(Offset(log.generation, position), data))
+                continue
+            for owner, segment in chain:
+                if segment.low < position <= segment.high:
+                    data = owner.records[position - owner.base - 1]
+                    if owner is log:
+                        data = self._replaced.get((name, position), data)
+                    records.append(Record(Offset(segment.generation, position), data))
+                    break
+        return records
+
+    def replace(self, name: str, offset: Offset, data: bytes) -> None:
+        log, pending = self._log(name)
+        position = offset.position
+        if not (
+            offset.generation == log.generation
+            and log.base < position <= log.tail_position + len(pending)
+        ):
+            raise InvalidOffset(f"no record of log {name} at {offset}")
+        if position > log.tail_position:
+            pending[position - log.tail_position - 1] = data
+        else:
+            self._replaced[(name, position)] = data
 
     def _log(self, name: str) -> tuple[_Log, list[bytes]]:
         found = self._appends.get(name)
@@ -408,6 +460,9 @@ class _MemoryTxn(BufferedTxn):
                 store.stats.appends += 1
                 store.stats.records += len(records)
                 store._waiters.notify(log.key)
+        for (name, position), data in self._replaced.items():
+            log = self._appends[name][0]
+            log.records[position - log.base - 1] = data
         for (table, key), value in self._puts.items():
             entries = store._tables.setdefault((self.tenant, table), {})
             if value is None:
@@ -447,3 +502,11 @@ class MemoryIndexStore(IndexStore):
         check_table(table)
         entries = self._store._tables.get((tenant, table), {})
         return _scan(entries, prefix, after)[: min(limit, MAX_SCAN)]
+
+    async def tenants(self, table: str) -> list[str]:
+        check_table(table)
+        return sorted(
+            tenant
+            for (tenant, name), entries in self._store._tables.items()
+            if name == table and entries
+        )

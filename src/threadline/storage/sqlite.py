@@ -127,6 +127,7 @@ class SQLiteLogStore(LogStore):
         self._dirty_producers: dict[tuple[int, str], ProducerState] = {}
         self._new_records: list[tuple[int, int, bytes]] = []
         self._appended: dict[int, tuple[Row, list[tuple[int, bytes]]]] = {}
+        self._rewrites: list[tuple[LogKey, int, int, bytes]] = []
         self._wrows: OrderedDict[LogKey, Row] = OrderedDict()
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
@@ -330,6 +331,7 @@ class SQLiteLogStore(LogStore):
             for row, records in self._appended.values():
                 snapshots.append(Snapshot(row.key, row.generation, clone(row), records))
             self._appended.clear()
+            rewrites, self._rewrites = self._rewrites, []
         except BaseException as exc:
             self._abort(conn, batch, exc)
             return
@@ -337,7 +339,7 @@ class SQLiteLogStore(LogStore):
         loop = asyncio.get_running_loop()
         done = loop.run_in_executor(self._executor, self._commit, conn)
         done.add_done_callback(
-            lambda f: self._committed(f, conn, batch, outcomes, snapshots)
+            lambda f: self._committed(f, conn, batch, outcomes, snapshots, rewrites)
         )
 
     def _commit(self, conn: sqlite3.Connection) -> None:
@@ -353,6 +355,7 @@ class SQLiteLogStore(LogStore):
         batch: list[_Op],
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]],
         snapshots: list[Snapshot],
+        rewrites: list[tuple[LogKey, int, int, bytes]],
     ) -> None:
         """On the loop: publish committed state to readers, then acknowledge."""
         self._committing = False
@@ -365,6 +368,8 @@ class SQLiteLogStore(LogStore):
         for snapshot in snapshots:
             self._reads.apply(snapshot)
             self._waiters.notify(snapshot.key)
+        for key, generation, position, data in rewrites:
+            self._reads.replace(key, generation, position, data)
         for future, result, error in outcomes:
             if future.done():
                 continue
@@ -386,6 +391,7 @@ class SQLiteLogStore(LogStore):
         self._dirty_producers.clear()
         self._new_records = []
         self._appended.clear()
+        self._rewrites = []
         logger.error("! commit failed: %r", exc)
         for op in batch:
             if not op.future.done():
@@ -423,6 +429,26 @@ class SQLiteLogStore(LogStore):
     ) -> bytes:
         self._flush_records(conn)  # the record may have come in this batch
         return record_at(conn, segments, position)
+
+    def _replace_record(
+        self, conn: sqlite3.Connection, row: Row, position: int, data: bytes
+    ) -> None:
+        """Rewrite one record in this batch (``Txn.replace``: a redaction).
+
+        The reader cache gets the new bytes once the batch is committed.
+        """
+        self._flush_records(conn)  # the record may have come in this batch
+        conn.execute(
+            "UPDATE records SET data=? WHERE generation=? AND position=?",
+            (data, row.generation, position),
+        )
+        appended = self._appended.get(row.generation)
+        if appended is not None:  # the snapshot for the cache must not hold it
+            records = appended[1]
+            for index, (at, _) in enumerate(records):
+                if at == position:
+                    records[index] = (at, data)
+        self._rewrites.append((row.key, row.generation, position, data))
 
     def _flush_records(self, conn: sqlite3.Connection) -> None:
         if self._new_records:

@@ -13,9 +13,9 @@ import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..exceptions import LogClosed, StorageError
-from ..protocol.offsets import Offset, offset_at
-from .base import LogInfo, LogKey
+from ..exceptions import InvalidOffset, LogClosed, StorageError, TailMismatch
+from ..protocol.offsets import Offset, offset_at, resolve
+from .base import LogInfo, LogKey, Record
 from .index import MAX_SCAN, BufferedTxn, IndexStore, check_table
 from .sqlite_rows import Row, Snapshot
 
@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 __all__ = ["SQLiteIndexStore", "SQLiteTxn"]
 
 _GET = "SELECT value FROM kv WHERE tenant=? AND tbl=? AND key=?"
+_RANGE = (
+    "SELECT position, data FROM records WHERE generation=? AND position>? "
+    "AND position<=? ORDER BY position"
+)
 _SCAN = (
     "SELECT key, value FROM kv WHERE tenant=? AND tbl=? AND key>=? AND key<? "
     "AND key>? ORDER BY key LIMIT ?"
@@ -60,6 +64,7 @@ class SQLiteTxn(BufferedTxn):
         self._conn = conn
         self._snapshots = snapshots
         self._appends: dict[str, tuple[Row, list[bytes]]] = {}
+        self._replaced: dict[tuple[str, int], bytes] = {}
 
     def _log(self, name: str) -> tuple[Row, list[bytes]]:
         found = self._appends.get(name)
@@ -85,13 +90,70 @@ class SQLiteTxn(BufferedTxn):
             info.fork_of,
         )
 
-    def append(self, name: str, records: Sequence[bytes]) -> list[Offset]:
+    def append(
+        self,
+        name: str,
+        records: Sequence[bytes],
+        *,
+        expected_tail: Offset | None = None,
+    ) -> list[Offset]:
         row, pending = self._log(name)
         if row.closed:
             raise LogClosed(offset_at(row.segments(), row.tail))
+        if expected_tail is not None:
+            tail = self.info(name).tail
+            if tail != expected_tail:
+                raise TailMismatch(tail)
         first = row.tail + len(pending) + 1
         pending.extend(records)
         return [Offset(row.generation, p) for p in range(first, first + len(records))]
+
+    def read(self, name: str, after: Offset | None, *, limit: int) -> list[Record]:
+        row, pending = self._log(name)
+        segments = row.segments()
+        top = row.tail + len(pending)
+        if after is None:
+            start = 0
+        elif after.generation == row.generation and after.position > row.tail:
+            if after.position > top:
+                raise InvalidOffset(f"offset {after} is beyond the tail")
+            start = after.position  # among this transaction's appends
+        else:
+            start = resolve(segments, after)
+        end = min(top, start + limit)
+        records: list[Record] = []
+        if start < row.tail:
+            self._store._flush_records(self._conn)  # earlier writes of the batch
+            try:
+                for segment in segments:
+                    low, high = max(start, segment.low), min(end, segment.high)
+                    if low >= high:
+                        continue
+                    found = self._conn.execute(_RANGE, (segment.generation, low, high))
+                    for position, data in found:
+                        if segment.generation == row.generation:
+                            data = self._replaced.get((name, position), data)
+                        offset = Offset(segment.generation, position)
+                        records.append(Record(offset, bytes(data)))
+            except sqlite3.Error as exc:
+                raise StorageError(f"read failed: {exc}") from exc
+        for position in range(max(start, row.tail) + 1, end + 1):
+            data = pending[position - row.tail - 1]
+            records.append(Record(Offset(row.generation, position), data))
+        return records
+
+    def replace(self, name: str, offset: Offset, data: bytes) -> None:
+        row, pending = self._log(name)
+        position = offset.position
+        if not (
+            offset.generation == row.generation
+            and row.base < position <= row.tail + len(pending)
+        ):
+            raise InvalidOffset(f"no record of log {name} at {offset}")
+        if position > row.tail:
+            pending[position - row.tail - 1] = data
+        else:
+            self._replaced[(name, position)] = data
 
     def _get_committed(self, table: str, key: str) -> bytes | None:
         # The write connection: it sees earlier operations of this batch.
@@ -108,6 +170,10 @@ class SQLiteTxn(BufferedTxn):
         for row, records in self._appends.values():
             if records:
                 self._store._write_records(row, records, now)
+        for (name, position), data in self._replaced.items():
+            self._store._replace_record(
+                self._conn, self._appends[name][0], position, data
+            )
         upserts = [
             (self.tenant, t, k, v) for (t, k), v in self._puts.items() if v is not None
         ]
@@ -152,5 +218,28 @@ class SQLiteIndexStore(IndexStore):
         conn = self._store._require_reader()
         try:
             return _scan(conn, tenant, table, prefix, after, min(limit, MAX_SCAN))
+        except sqlite3.Error as exc:
+            raise StorageError(f"index read failed: {exc}") from exc
+
+    async def tenants(self, table: str) -> list[str]:
+        check_table(table)
+        conn = self._store._require_reader()
+        # Hop from tenant to tenant along the primary key: O(tenants · log n),
+        # where a DISTINCT over tbl would read every entry of every table.
+        found: list[str] = []
+        tenant = ""
+        try:
+            while True:
+                row = conn.execute(
+                    "SELECT tenant FROM kv WHERE tenant > ? ORDER BY tenant LIMIT 1",
+                    (tenant,),
+                ).fetchone()
+                if row is None:
+                    return found
+                tenant = row[0]
+                if conn.execute(
+                    "SELECT 1 FROM kv WHERE tenant=? AND tbl=? LIMIT 1", (tenant, table)
+                ).fetchone():
+                    found.append(tenant)
         except sqlite3.Error as exc:
             raise StorageError(f"index read failed: {exc}") from exc

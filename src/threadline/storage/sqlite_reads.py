@@ -107,6 +107,17 @@ class SQLiteReadCache:
         else:
             self._rows[snapshot.key] = clone(row)
 
+    def replace(self, key: LogKey, generation: int, position: int, data: bytes) -> None:
+        """Publish a committed rewrite of one record (a redaction) to the cache."""
+        self._read_memo.clear()  # memoized pages may hold the old bytes
+        row = self._rows.get(key)
+        if row is None or row.generation != generation or not row.recent:
+            return
+        index = position - row.recent[0][0]  # recent positions are contiguous
+        if 0 <= index < len(row.recent):
+            row.recent_bytes += len(data) - len(row.recent[index][1])
+            row.recent[index] = (position, data)
+
     def row(self, key: LogKey) -> Row:
         """The committed row of a live log (loaded on a miss)."""
         row = self._rows.get(key)

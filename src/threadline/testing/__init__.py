@@ -17,12 +17,15 @@ To run the suite against your backend, write a :class:`StoreHarness` and::
     async def test_contract(check, tmp_path):
         await run_check(check, MyHarness(tmp_path))
 
+The presence seam has its own suite: :data:`PRESENCE_CHECKS`, run with
+:func:`run_presence_check` and a :class:`PresenceHarness`.
+
 The checks use ``assert``: do not run them under ``python -O``.
 """
 
 from __future__ import annotations
 
-from . import forks, index, reads, writes
+from . import forks, index, reads, rewrites, writes
 from .harness import (
     Check,
     FakeClock,
@@ -31,15 +34,29 @@ from .harness import (
     StoreUnderTest,
     run_check,
 )
+from .presence import (
+    CHECKS as _PRESENCE_CHECKS,
+    MemoryPresenceHarness,
+    PresenceCheck,
+    PresenceHarness,
+    PresenceUnderTest,
+    run_presence_check,
+)
 
 __all__ = [
     "CONTRACT_CHECKS",
+    "PRESENCE_CHECKS",
     "Check",
     "FakeClock",
     "MemoryHarness",
+    "MemoryPresenceHarness",
+    "PresenceCheck",
+    "PresenceHarness",
+    "PresenceUnderTest",
     "StoreHarness",
     "StoreUnderTest",
     "run_check",
+    "run_presence_check",
 ]
 
 CONTRACT_CHECKS: tuple[Check, ...] = (
@@ -47,5 +64,9 @@ CONTRACT_CHECKS: tuple[Check, ...] = (
     *reads.CHECKS,
     *forks.CHECKS,
     *index.CHECKS,
+    *rewrites.CHECKS,
 )
 """Every check of the log store contract."""
+
+PRESENCE_CHECKS: tuple[PresenceCheck, ...] = tuple(_PRESENCE_CHECKS)
+"""Every check of the presence store contract."""

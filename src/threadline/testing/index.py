@@ -196,3 +196,17 @@ async def index_entries_are_per_tenant(t: StoreUnderTest) -> None:
     assert await t.store.index.get("acme", "t", "k") == b"acme"
     assert await t.store.index.get("other", "t", "k") == b"other"
     assert [k for k, _ in await t.store.index.scan("nobody", "t")] == []
+
+
+@_check
+async def index_lists_the_tenants_of_a_table(t: StoreUnderTest) -> None:
+    """The tenants with committed entries in a table, in order; deleted
+    entries and other tables do not count."""
+    await t.store.transact("zed", lambda txn: txn.put("open", "s1", b""))
+    await t.store.transact("acme", lambda txn: txn.put("open", "s2", b""))
+    await t.store.transact("gone", lambda txn: txn.put("open", "s3", b""))
+    await t.store.transact("gone", lambda txn: txn.put("open", "s3", None))
+    await t.store.transact("other", lambda txn: txn.put("shut", "s4", b""))
+    await t.restart()
+    assert await t.store.index.tenants("open") == ["acme", "zed"]
+    assert await t.store.index.tenants("none") == []
