@@ -37,6 +37,9 @@ TOKEN_TTL = 6 * 3600.0
 
 _DELTA = re.compile(rb'"text":"([as])(\d+)@(\d+);"')
 _OFFSET = b'"offset":"'
+# Events the server writes itself (participant.joined when a subscriber's
+# device appears): not the agent's, so not counted against its totals.
+_SERVER = b'"role":"server"'
 _SLOW = (b'"type":"subscribed"', b'"type":"error"', b'"type":"gone"')
 _PUBLISHED_RID = re.compile(rb'"type":"published","rid":"(\d+)"')
 
@@ -170,7 +173,7 @@ class Subscriber:
         if _SLOW[0] in payload or _SLOW[1] in payload or _SLOW[2] in payload:
             self._slow(payload, now)
             return
-        self.events += payload.count(_OFFSET)
+        self.events += payload.count(_OFFSET) - payload.count(_SERVER)
         self._deltas(payload, now)
 
     def _deltas(self, payload: bytes, now: int) -> None:
@@ -200,8 +203,12 @@ class Subscriber:
                 if not self.subscribed.done():
                     self.subscribed.set_result(None)
             elif kind == "events":
-                self.events += len(message["events"])
+                self.events += sum(
+                    1 for e in message["events"] if e["actor"]["role"] != "server"
+                )
                 self._deltas(orjson.dumps(message), now)
+            elif kind == "presence":
+                pass  # devices coming and going: not what is measured
             else:
                 self._problem(f"unexpected message {orjson.dumps(message)[:200]!r}")
                 if not self.subscribed.done():

@@ -77,6 +77,14 @@ def _parser() -> argparse.ArgumentParser:
         " (default $THREADLINE_NOTIFY_SECRET)",
     )
     serve.add_argument(
+        "--retention",
+        type=_duration,
+        default=None,
+        metavar="DURATION",
+        help="delete closed sessions this long after closing, once their audit"
+        " chain was exported (default: keep forever)",
+    )
+    serve.add_argument(
         "--lease",
         type=_duration,
         default=30.0,
@@ -538,6 +546,7 @@ def _serve(args: argparse.Namespace) -> int:
         audience=args.audience,
         long_poll_timeout=args.long_poll_timeout,
         lease=args.lease,
+        retention=args.retention,
         notify_url=args.notify_url,
         notify_secret=args.notify_secret,
         drain_timeout=args.drain_timeout,

@@ -73,7 +73,9 @@ class Application:
             jwks=self.jwks if streams_auth else None,
         )
         self.sessions = SessionManager(self.store, limiter=RateLimiter())
-        self.sweeper = LeaseSweeper(self.sessions, config.lease)
+        self.sweeper = LeaseSweeper(
+            self.sessions, config.lease, retention=config.retention
+        )
         """Ends dead producers' messages and runs (:mod:`.sweeper`)."""
         self.notifier: Notifier | None = None
         """Sends webhooks for absent members (``--notify-url``)."""

@@ -63,6 +63,7 @@ from ..protocol.offsets import NOW, Offset, parse_offset_param
 from ..storage.base import LogStore
 from .access import reach_session
 from .redaction import REDACTIONS
+from .retention import record_export
 from .session_writes import STATE, WorkingState
 from .sessions import SessionManager
 
@@ -306,6 +307,9 @@ async def _lines(
             lines.append(b'%s,"data_sha256":"%s"}\n' % (record.data[:-1], digest))
         yield b"".join(lines)
         position = records[-1].offset
+    if staff:
+        # The whole chain up to the head went out: retention may trim it.
+        await record_export(sessions, tenant, session_id, start, head.offset)
 
 
 async def _digest(

@@ -80,6 +80,9 @@ class Config:
     ``notify_url``."""
     notify_coalesce: float = 30.0
     """Seconds of messages one notification covers."""
+    retention: float | None = None
+    """Seconds a closed session is kept before it is deleted, once its audit
+    chain was exported (``None``: kept forever)."""
     lease: float = 30.0
     """Seconds without an event after which the server ends an open message or
     run (``error`` / ``producer_lost``)."""

@@ -25,6 +25,7 @@ from ..storage.index import MAX_SCAN, Txn
 
 __all__ = [
     "ALL_PREFIX",
+    "CLOSED",
     "CURSORS",
     "ENDED",
     "OPEN",
@@ -64,6 +65,7 @@ PARTICIPANTS: Final = "participants"  # {id}\n{participant} -> {"staff": bool}
 UNREAD: Final = "unread"  # {id}\n{participant} -> count of unread messages
 ENDED: Final = "ended"  # {id}\n{m|r}\n{message or run id} -> its visibility
 OPEN: Final = "open"  # {id} -> b"" while a message or run is open (the lease)
+CLOSED: Final = "closed"  # {id} -> the ts of its session.closed (retention)
 
 _MESSAGE_TYPES: Final = frozenset(
     {"message", "message.start", "message.delta", "message.end"}

@@ -51,6 +51,7 @@ from .queue import QUEUE_TYPES, RESERVED_PREFIX, list_waiting, write_queue_chang
 from .redaction import PlannedRedaction, apply_redactions, plan_redaction
 from .session_writes import (
     ALL_PREFIX,
+    CLOSED,
     CURSORS,
     FULL_PREFIX,
     IDS,
@@ -371,6 +372,8 @@ class SessionManager:
             accepted = working.state.validate(draft, actor, caps=caps)
             if draft.type == "session.updated":
                 update_document(txn, session_id, draft.data)
+            elif draft.type == "session.closed":
+                txn.put(CLOSED, session_id, ts.encode())  # for retention
             shown = None
             if draft.type == "redaction":  # shown where its target is
                 accepted, shown = plan_redaction(
@@ -441,6 +444,10 @@ class SessionManager:
         of the queue's log they are current as of."""
         await self.ensure_queue(tenant)
         return await self.store.transact(tenant, list_waiting)
+
+    def forget(self, tenant: str, session_id: str) -> None:
+        """Drop the cached working state of a deleted session."""
+        self._working.pop((tenant, session_id), None)
 
     # Dead producers
 

@@ -15,12 +15,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Final
 
+from .retention import trim
 from .sessions import SessionManager
 
 __all__ = ["LeaseSweeper", "sweep_interval"]
 
 logger = logging.getLogger("threadline.server")
+
+TRIM_INTERVAL: Final = 60.0
+"""Seconds between two retention trims."""
 
 
 def sweep_interval(lease: float) -> float:
@@ -32,13 +40,24 @@ class LeaseSweeper:
     """Runs :meth:`SessionManager.sweep` every ``interval`` seconds."""
 
     def __init__(
-        self, sessions: SessionManager, lease: float, interval: float | None = None
+        self,
+        sessions: SessionManager,
+        lease: float,
+        interval: float | None = None,
+        *,
+        retention: float | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not lease > 0:
             raise ValueError("the lease must be positive")
         self.sessions = sessions
         self.lease = lease
         self.interval = interval if interval is not None else sweep_interval(lease)
+        self.retention = retention
+        """Seconds a closed session is kept (``None``: forever); see
+        :mod:`.retention`. Trimmed at most once a minute."""
+        self._clock = clock
+        self._trimmed = -math.inf
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -54,6 +73,13 @@ class LeaseSweeper:
             else:
                 if ended:
                     logger.info("lease sweep: ended producers in %d sessions", ended)
+            now = self._clock()
+            if self.retention is not None and now - self._trimmed >= TRIM_INTERVAL:
+                self._trimmed = now
+                try:
+                    await trim(self.sessions, self.retention, now)
+                except Exception:
+                    logger.exception("! retention trim failed")
             await asyncio.sleep(self.interval)
 
     async def aclose(self) -> None:
