@@ -52,6 +52,12 @@ VALID: dict[str, dict[str, Any]] = {
         "metadata": {"priority": 1},
     },
     "queue.removed": {"session": "order-1", "reason": "accepted", "cause": OFFSET},
+    "session.created": {
+        "session": "order-1",
+        "controller_role": "ai",
+        "customer": "cust_42",
+        "metadata": {"channel": "web"},
+    },
 }
 
 

@@ -7,7 +7,12 @@ import pytest
 from threadline.exceptions import Forbidden, InvalidEvent
 from threadline.protocol.events import EventDraft
 from threadline.protocol.offsets import Offset
-from threadline.protocol.queue import Waiting, queue_change, waiting
+from threadline.protocol.queue import (
+    Waiting,
+    queue_change,
+    session_created,
+    waiting,
+)
 from threadline.protocol.state import SessionState
 
 from .sessions import AGENT, AI, CUSTOMER, SERVICE, Session
@@ -118,3 +123,25 @@ def test_queue_events_are_server_only_and_staff_only():
         session.validate(SERVICE, "queue.added", data)
     with pytest.raises(InvalidEvent, match="always staff"):
         EventDraft("queue.removed", "e", data, "all").check()
+
+
+def test_session_created_names_the_new_session():
+    """The feed's event: staff, the server's id for it, customer and metadata
+    only when there are some."""
+    bare = session_created("s1", customer=None, metadata=None, controller_role=None)
+    assert bare.data == {"session": "s1", "controller_role": None}
+    bare.check()
+    full = session_created(
+        "s1", customer="c", metadata={"tags": ["x"]}, controller_role="ai"
+    )
+    assert full.data == {
+        "session": "s1",
+        "controller_role": "ai",
+        "customer": "c",
+        "metadata": {"tags": ["x"]},
+    }
+    assert full.visibility == "staff" and full.id == bare.id
+    with pytest.raises(InvalidEvent):
+        EventDraft(
+            "session.created", "e", {**full.data, "controller_role": "x"}
+        ).check()

@@ -14,7 +14,7 @@ from threadline.auth import create_token
 from threadline.exceptions import Forbidden, ProtocolError
 from threadline.protocol.actors import SERVER, Actor
 from threadline.protocol.events import EventDraft
-from threadline.protocol.queue import QUEUE_SESSION
+from threadline.protocol.queue import QUEUE_SESSION, SESSIONS_FEED
 from threadline.server import Config, create_app
 from threadline.server.sessions import SessionManager
 from threadline.storage.base import LogStore
@@ -177,3 +177,40 @@ async def test_creating_a_reserved_session_id_is_400(client: httpx.AsyncClient) 
     )
     assert created.status_code == 400
     assert created.json()["error"]["code"] == "reserved_session_id"
+
+
+async def test_every_new_session_is_announced_in_the_feed(opener: Opener) -> None:
+    """session.created in the creation commit, once, in creation order; an
+    ensure of an existing session announces nothing."""
+    sessions = SessionManager(await opener())
+    await sessions.create(TENANT, "a", customer="cust_1", metadata={"tags": ["x"]})
+    await sessions.create(TENANT, "b", customer=None, controller_role=None)
+    await sessions.create(TENANT, "a", customer="cust_1")
+    sessions = SessionManager(await opener())
+    read = await sessions.read(TENANT, SESSIONS_FEED, staff=True, after=None)
+    events = SessionManager.parse_events([r.data for r in read.records])
+    assert [(e.type, e.data["session"]) for e in events] == [
+        ("session.created", "a"),
+        ("session.created", "b"),
+    ]
+    assert events[0].data["customer"] == "cust_1"
+    assert events[0].data["controller_role"] == "ai"
+    assert events[1].data["controller_role"] is None
+    assert all(e.visibility == "staff" and e.actor.role == "server" for e in events)
+
+
+@pytest.mark.parametrize(("role", "status"), [("customer", 403), ("ai", 200)])
+async def test_the_feed_is_for_staff(
+    client: httpx.AsyncClient, role: str, status: int
+) -> None:
+    """Every staff role reads the feed; a customer gets 403."""
+    created = await client.post(
+        "/v1/sessions", json={"id": "s9"}, headers=bearer("svc", "service")
+    )
+    assert created.status_code == 201
+    read = await client.get(
+        f"/v1/sessions/{SESSIONS_FEED}/events?offset=-1", headers=bearer("x", role)
+    )
+    assert read.status_code == status, read.text
+    if status == 200:
+        assert [e["data"]["session"] for e in read.json()] == ["s9"]

@@ -20,6 +20,7 @@ from ..exceptions import (
     Timeout,
 )
 from ..protocol.actors import Actor
+from ..protocol.queue import SESSIONS_FEED
 from .context import Respond
 from .metrics import WorkerMetrics
 from .sessions import AbsentPolicy, SessionWorker, Settings
@@ -101,6 +102,10 @@ class Worker:
         sessions: Sessions to serve from the start.
         discover: Also serve the identity's sessions with unread messages.
         discovery_interval: Seconds between two discoveries.
+        follow_new_sessions: Serve every session created with this token's
+            role at the floor, as the server announces it in the tenant's
+            new-sessions feed (``threadline.sessions``); the worker keeps its
+            place there as a cursor, so a restart misses none.
         double_texting: ``interrupt`` (a newer customer message cancels the
             reply in flight, and the newest message is answered) or
             ``enqueue`` (each message is answered in turn).
@@ -131,6 +136,7 @@ class Worker:
         sessions: Iterable[str] = (),
         discover: bool = True,
         discovery_interval: float = DEFAULT_DISCOVERY_INTERVAL,
+        follow_new_sessions: bool = False,
         double_texting: Policy = "interrupt",
         when_customer_absent: AbsentPolicy = "continue",
         absent_grace: float = DEFAULT_ABSENT_GRACE,
@@ -187,6 +193,8 @@ class Worker:
         )
         self.discover = discover
         self.discovery_interval = discovery_interval
+        self.follow_new_sessions = follow_new_sessions
+        self._following: asyncio.Task[None] | None = None
         self.max_sessions = max_sessions
         self._initial = list(sessions)
         self._sessions: dict[str, SessionWorker] = {}
@@ -238,6 +246,10 @@ class Worker:
         if self.discover:
             self._discovery = asyncio.create_task(
                 self._discover(), name="threadline-agent-discovery"
+            )
+        if self.follow_new_sessions:
+            self._following = asyncio.create_task(
+                self._follow(), name="threadline-agent-follow"
             )
 
     async def run(self) -> None:
@@ -292,9 +304,10 @@ class Worker:
             return
         self._closed = True
         self._stopped.set()
-        if self._discovery is not None:
-            self._discovery.cancel()
-            await asyncio.wait([self._discovery])
+        for task in (self._discovery, self._following):
+            if task is not None:
+                task.cancel()
+                await asyncio.wait([task])
         workers = list(self._sessions.values())
         if workers:
             await asyncio.gather(*(w.aclose() for w in workers), return_exceptions=True)
@@ -347,6 +360,46 @@ class Worker:
         if not self._closed and session_id not in self._finished:
             if self._serve(session_id) is None:
                 logger.warning("! session %s dropped: no slot", session_id)
+
+    async def _follow(self) -> None:
+        """Serve each new session announced in the feed, from our cursor."""
+        feed = self.client.session(SESSIONS_FEED)
+        me = self.settings.me
+        while not self._stopped.is_set():
+            try:
+                state = await feed.state()
+                start = next(
+                    (
+                        c["offset"]
+                        for c in state.get("cursors", [])
+                        if c.get("participant") == me.id
+                    ),
+                    "-1",
+                )
+                async with feed.subscribe(start) as events:
+                    async for event in events:
+                        data = event.data
+                        if (
+                            event.type == "session.created"
+                            and data.get("controller_role") == me.role
+                            and data["session"] not in self._finished
+                            and self._serve(data["session"]) is None
+                        ):
+                            logger.warning(
+                                "! session %s not served: no slot", data["session"]
+                            )
+                        await feed.set_cursor(event.offset)
+            except (AuthError, ConnectionClosed) as exc:
+                self._error = exc
+                self._stopped.set()
+                return
+            except ThreadlineError as exc:
+                logger.warning("! following new sessions failed: %s", exc)
+            try:
+                async with asyncio.timeout(self.discovery_interval):
+                    await self._stopped.wait()
+            except TimeoutError:
+                pass
 
     async def _discover(self) -> None:
         while not self._stopped.is_set():

@@ -183,6 +183,7 @@ class Client:
         *,
         metadata: dict[str, object] | None = None,
         customer: str | None = None,
+        controller_role: str | None = "ai",
     ) -> SessionInfo:
         """Create the session, or return it if it exists (safe to retry).
 
@@ -191,6 +192,9 @@ class Client:
             metadata: Routing metadata (channel, priority, language, tags…).
             customer: The session's customer (staff tokens; a customer's
                 token makes its own session).
+            controller_role: Who holds the floor at the start: ``ai`` (the
+                default), ``agent``, ``service``, or ``None`` for an empty
+                floor (the session waits in the queue for a human).
 
         Raises:
             AuthError, Forbidden: the token may not create it.
@@ -201,6 +205,8 @@ class Client:
         body: dict[str, object] = {"id": session_id, "metadata": metadata or {}}
         if customer is not None:
             body["customer"] = customer
+        if controller_role != "ai":
+            body["controller_role"] = controller_role
         info: SessionInfo = await self.api.request("POST", "/v1/sessions", body=body)
         return info
 

@@ -34,6 +34,8 @@ type                     ``data``
                          ``request_id?``, ``mode?``, ``customer?``,
                          ``metadata?`` (the waiting queue's log only)
 ``queue.removed``        ``session``, ``reason``, ``cause`` (the queue log)
+``session.created``      ``session``, ``controller_role``, ``customer?``,
+                         ``metadata?`` (the new-sessions feed only)
 ``x.<name>``             any object (application events)
 =======================  =====================================================
 
@@ -102,9 +104,18 @@ MESSAGE_TYPES: Final = frozenset(
 _APP_TYPE: Final = re.compile(r"\Ax(?:\.[A-Za-z0-9_-]+)+\Z")
 _APP_TYPE_LIMIT: Final = 64
 _STAFF_BY_DEFAULT: Final = frozenset(
-    {"tool.call", "tool.result", "note", "queue.added", "queue.removed"}
+    {
+        "tool.call",
+        "tool.result",
+        "note",
+        "queue.added",
+        "queue.removed",
+        "session.created",
+    }
 )
-_STAFF_ONLY: Final = frozenset({"note", "queue.added", "queue.removed"})
+_STAFF_ONLY: Final = frozenset(
+    {"note", "queue.added", "queue.removed", "session.created"}
+)
 
 QUEUE_REASONS: Final = ("requested", "released", "accepted", "handed", "closed")
 """Why a session entered (``requested``: a pending control request;
@@ -153,6 +164,13 @@ def _tags(value: object, path: str) -> object:
     for index, tag in enumerate(value):
         expect_name(tag, f"{path}[{index}]")
     return value
+
+
+def _controller_role(value: object, path: str) -> str | None:
+    """The role holding the floor at creation, ``None`` for an empty floor."""
+    if value is None:
+        return None
+    return expect_choice(value, path, ("ai", "agent", "supervisor", "service"))
 
 
 def _choice(*choices: str) -> _Check:
@@ -238,6 +256,10 @@ _SPECS: Final[dict[str, tuple[dict[str, _Check], dict[str, _Check]]]] = {
             "cause": parse_target_offset,
         },
         {},
+    ),
+    "session.created": (
+        {"session": expect_id, "controller_role": _controller_role},
+        {"customer": expect_name, "metadata": expect_object},
     ),
 }
 

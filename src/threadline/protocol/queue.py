@@ -23,11 +23,29 @@ from .offsets import Offset
 from .records import server_event_id
 from .state import SessionState
 
-__all__ = ["HUMAN_ROLES", "QUEUE_SESSION", "Waiting", "queue_change", "waiting"]
+__all__ = [
+    "HUMAN_ROLES",
+    "QUEUE_SESSION",
+    "SERVER_SESSIONS",
+    "SESSIONS_FEED",
+    "Waiting",
+    "queue_change",
+    "session_created",
+    "waiting",
+]
 
 QUEUE_SESSION: Final = "threadline.queue"
 """The id under which each tenant's waiting queue is read like a session.
 Session ids starting ``threadline.`` are reserved for the server."""
+
+SESSIONS_FEED: Final = "threadline.sessions"
+"""The id under which each tenant's feed of new sessions is read like a
+session: one staff ``session.created`` per session, written in its creation
+commit, so a worker or console learns of every session and resumes from an
+offset."""
+
+SERVER_SESSIONS: Final = frozenset({QUEUE_SESSION, SESSIONS_FEED})
+"""The sessions only the server writes."""
 
 HUMAN_ROLES: Final = frozenset({"agent", "supervisor"})
 """Roles whose holding the floor answers a control request."""
@@ -108,3 +126,20 @@ def queue_change(
     return EventDraft(
         "queue.removed", server_event_id("queue.removed", key), data, "staff"
     )
+
+
+def session_created(
+    session_id: str,
+    *,
+    customer: str | None,
+    metadata: dict[str, Any] | None,
+    controller_role: str | None,
+) -> EventDraft:
+    """The ``session.created`` of the new-sessions feed."""
+    data: dict[str, Any] = {"session": session_id, "controller_role": controller_role}
+    if customer is not None:
+        data["customer"] = customer
+    if metadata:
+        data["metadata"] = metadata
+    event_id = server_event_id("session.created", session_id)
+    return EventDraft("session.created", event_id, data, "staff")

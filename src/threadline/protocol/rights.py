@@ -16,7 +16,7 @@ system message*             —         ✓           ✓           ✓         
 ``session.*``               —         —           —           —           ✓
 ``redaction``               —         —           —           ✓           ✓
 ``participant.*``           —         —           —           —           —
-``queue.*``                 —         —           —           —           —
+``queue.*``, feeds         —         —           —           —           —
 ``x.<name>``                own       ✓           ✓           ✓           ✓
 ==========================  ========  ==========  ==========  ==========  =======
 
@@ -24,9 +24,9 @@ system message*             —         ✓           ✓           ✓         
 ``control.request`` is always ``warm`` and every customer event is visible to
 all. *controller*: only while holding the floor (otherwise ``409
 not_in_control``, not 403: the right comes back with the floor). Only the
-server publishes ``participant.*`` and ``queue.*`` (and may publish
-anything). The table is data; :class:`~threadline.protocol.state.SessionState`
-applies it.
+server publishes ``participant.*``, ``queue.*`` and ``session.created``
+(and may publish anything). The table is data;
+:class:`~threadline.protocol.state.SessionState` applies it.
 
 *granted*: only with the token cap that grants it (:func:`granting_cap`:
 ``barge`` for a supervisor's ``control.accept``). :mod:`threadline.auth`
@@ -107,6 +107,7 @@ _KINDS: Final = {
     "participant.left": "participant",
     "queue.added": "queue",
     "queue.removed": "queue",
+    "session.created": "queue",
 }
 
 

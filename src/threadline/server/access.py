@@ -12,8 +12,8 @@ from typing import Final, cast
 from ..auth import AuthError, Claims
 from ..exceptions import ProtocolError
 from ..protocol.actors import Actor, Role
-from ..protocol.queue import QUEUE_SESSION
-from .queue import QUEUE_ROLES
+from ..protocol.queue import QUEUE_SESSION, SERVER_SESSIONS
+from .queue import FEED_ROLES, QUEUE_ROLES
 from .sessions import SessionInfo, SessionManager, SessionNotFound
 
 __all__ = ["actor_of", "check_session_id", "reach_session"]
@@ -43,7 +43,8 @@ async def reach_session(
     A token reaches a session when one of its ``sessions`` globs matches the
     id and, for a customer, when the session's customer is the token's
     ``sub``. The waiting queue (:data:`QUEUE_SESSION`) is reached by the
-    roles the rights table lets list it (agent, supervisor, service).
+    roles the rights table lets list it (agent, supervisor, service), the
+    new-sessions feed by every staff role.
     Another customer's session is answered as if it did not exist, so a
     customer learns nothing of it.
 
@@ -53,11 +54,13 @@ async def reach_session(
         SessionNotFound: no such session, or another customer's.
     """
     check_session_id(session_id)
-    if session_id == QUEUE_SESSION:
-        # The waiting queue: by the rights table, not the sessions globs.
-        if claims.role not in QUEUE_ROLES:
-            raise AuthError("the waiting queue is for staff", "forbidden", 403)
-        await sessions.ensure_queue(claims.tenant)
+    if session_id in SERVER_SESSIONS:
+        # The waiting queue and the new-sessions feed: by the rights table,
+        # not the sessions globs.
+        roles = QUEUE_ROLES if session_id == QUEUE_SESSION else FEED_ROLES
+        if claims.role not in roles:
+            raise AuthError(f"{session_id} is for staff", "forbidden", 403)
+        await sessions.ensure_server_session(claims.tenant, session_id)
         return await sessions.info(claims.tenant, session_id)
     if not claims.may_access_session(session_id):
         raise AuthError(

@@ -238,6 +238,10 @@ def openapi_document() -> dict[str, Any]:
                                         "id": {"type": "string"},
                                         "customer": {"type": "string"},
                                         "metadata": {"type": "object"},
+                                        "controller_role": {
+                                            "enum": ["ai", "agent", "service", None],
+                                            "default": "ai",
+                                        },
                                     },
                                 }
                             }

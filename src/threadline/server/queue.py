@@ -28,11 +28,13 @@ if TYPE_CHECKING:
     from .session_writes import WorkingState
 
 __all__ = [
+    "FEED_ROLES",
     "QUEUE_ROLES",
     "QUEUE_SESSION",
     "QUEUE_TYPES",
     "RESERVED_PREFIX",
     "WAITING",
+    "append_server_event",
     "list_waiting",
     "write_queue_change",
 ]
@@ -44,6 +46,9 @@ RESERVED_PREFIX: Final = "threadline."
 
 QUEUE_ROLES: Final = frozenset({"agent", "supervisor", "service"})
 """Roles that may list and subscribe to the waiting queue (the rights table)."""
+
+FEED_ROLES: Final = frozenset({"ai", "agent", "supervisor", "service"})
+"""Roles that may read the new-sessions feed (staff)."""
 
 QUEUE_TYPES: Final = frozenset(
     {"control.request", "control.accept", "control.release", "session.closed"}
@@ -84,11 +89,18 @@ def append_queue_event(
     txn: Txn, queue: WorkingState, draft: EventDraft, ts: str
 ) -> None:
     """Store one server event in the queue's log and its working state."""
+    append_server_event(txn, QUEUE_SESSION, queue, draft, ts)
+
+
+def append_server_event(
+    txn: Txn, session_id: str, working: WorkingState, draft: EventDraft, ts: str
+) -> None:
+    """Store one server event in a server-owned session (staff view only)."""
     stored = StoredEvents()
-    store_event(txn, QUEUE_SESSION, queue, stored, SERVER, draft, ts)
-    txn.append(FULL_PREFIX + QUEUE_SESSION, stored.full)
-    queue.save_ended(txn, QUEUE_SESSION)
-    txn.put(STATE, QUEUE_SESSION, queue.to_json())
+    store_event(txn, session_id, working, stored, SERVER, draft, ts)
+    txn.append(FULL_PREFIX + session_id, stored.full)
+    working.save_ended(txn, session_id)
+    txn.put(STATE, session_id, working.to_json())
 
 
 def list_waiting(txn: Txn) -> tuple[list[dict[str, Any]], Offset]:

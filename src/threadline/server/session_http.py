@@ -175,8 +175,18 @@ class _SessionAPI:
                 raise ProtocolError(
                     "customer must be a participant id", "invalid_session"
                 )
+        controller = body.get("controller_role", "ai")
+        if controller not in (None, "ai", "agent", "service"):
+            raise ProtocolError(
+                "controller_role is ai, agent, service or null (an empty floor)",
+                "invalid_session",
+            )
         info, created = await self.sessions.create(
-            claims.tenant, session_id, customer=customer, metadata=metadata
+            claims.tenant,
+            session_id,
+            customer=customer,
+            metadata=metadata,
+            controller_role=controller,
         )
         if claims.role == "customer" and info.customer != claims.sub:
             raise SessionNotFound(f"no session {session_id!r}")

@@ -41,13 +41,25 @@ from ..exceptions import (
 from ..protocol.actors import SERVER, Actor, Role
 from ..protocol.events import Event, EventDraft, format_ts
 from ..protocol.offsets import Offset
-from ..protocol.queue import QUEUE_SESSION, waiting
+from ..protocol.queue import (
+    QUEUE_SESSION,
+    SERVER_SESSIONS,
+    SESSIONS_FEED,
+    session_created,
+    waiting,
+)
 from ..protocol.state import LEASE, SessionState
 from ..storage.base import LogConfig, LogKey, LogStore, ReadResult
 from ..storage.index import MAX_SCAN, Txn
 from .limits import MAX_EVENT_BYTES, RateLimiter
 from .notify import add_to_outbox
-from .queue import QUEUE_TYPES, RESERVED_PREFIX, list_waiting, write_queue_change
+from .queue import (
+    QUEUE_TYPES,
+    RESERVED_PREFIX,
+    append_server_event,
+    list_waiting,
+    write_queue_change,
+)
 from .redaction import PlannedRedaction, apply_redactions, plan_redaction
 from .session_writes import (
     ALL_PREFIX,
@@ -156,7 +168,8 @@ class SessionManager:
         self.store = store
         self._clock = clock
         self._working: dict[tuple[str, str], WorkingState] = {}
-        self._queues: set[str] = set()
+        self._queues: set[tuple[str, str]] = set()
+        """Server-owned sessions known to exist: (tenant, id)."""
         self.notify_coalesce: float | None = None
         """With webhooks on, the coalescing window of the notification outbox
         (:mod:`threadline.server.notify`); ``None``: no outbox is written."""
@@ -189,6 +202,7 @@ class SessionManager:
                 f"session ids starting {RESERVED_PREFIX!r} are the server's",
                 "reserved_session_id",
             )
+        await self.ensure_feed(tenant)
         if controller_role is None:
             await self.ensure_queue(tenant)
         return await self._create(
@@ -197,9 +211,17 @@ class SessionManager:
 
     async def ensure_queue(self, tenant: str) -> None:
         """Create the tenant's waiting queue if it does not exist yet."""
-        if tenant not in self._queues:
-            await self._create(tenant, QUEUE_SESSION, None, None, None)
-            self._queues.add(tenant)
+        await self.ensure_server_session(tenant, QUEUE_SESSION)
+
+    async def ensure_feed(self, tenant: str) -> None:
+        """Create the tenant's new-sessions feed if it does not exist yet."""
+        await self.ensure_server_session(tenant, SESSIONS_FEED)
+
+    async def ensure_server_session(self, tenant: str, session_id: str) -> None:
+        """Create a server-owned session (queue, feed) if it does not exist."""
+        if (tenant, session_id) not in self._queues:
+            await self._create(tenant, session_id, None, None, None)
+            self._queues.add((tenant, session_id))
 
     async def _create(
         self,
@@ -233,7 +255,17 @@ class SessionManager:
             txn.put(STATE, session_id, working.to_json())
             if customer is not None:
                 join(txn, session_id, customer, staff=False)
-            if session_id != QUEUE_SESSION and waiting(state) is not None:
+            if session_id in SERVER_SESSIONS:
+                return info, True
+            feed = self._load(txn, SESSIONS_FEED)
+            created = session_created(
+                session_id,
+                customer=customer,
+                metadata=info.metadata,
+                controller_role=controller_role,
+            )
+            append_server_event(txn, SESSIONS_FEED, feed, created, info.created)
+            if waiting(state) is not None:
                 queue = self._load(txn, QUEUE_SESSION)
                 write_queue_change(
                     txn, session_id, None, state, working.full_tail, queue, info.created
@@ -576,6 +608,8 @@ class SessionManager:
         listed = []
         for key, _ in members:
             session_id = key.split("\n", 1)[1]
+            if session_id in SERVER_SESSIONS:
+                continue  # a cursor in the queue or feed is not a conversation
             try:
                 info = await self.info(tenant, session_id)
                 snapshot = await self.snapshot(tenant, session_id, staff=staff)
