@@ -9,6 +9,7 @@ from types import ModuleType
 import pytest
 
 import threadline
+import threadline.agent
 import threadline.client
 import threadline.protocol
 import threadline.storage
@@ -28,8 +29,12 @@ def submodules(*packages: ModuleType) -> list[str]:
     )
 
 
-MODULES = ["threadline", "threadline.exceptions"] + submodules(
-    threadline.client, threadline.protocol, threadline.storage, threadline.testing
+MODULES = ["threadline", "threadline.exceptions", "threadline.agent"] + submodules(
+    threadline.agent,
+    threadline.client,
+    threadline.protocol,
+    threadline.storage,
+    threadline.testing,
 )
 
 

@@ -418,3 +418,43 @@ async def test_publishing_after_session_closed_is_409(
     )
     assert late.status_code == 409
     assert late.json()["error"]["code"] == "session_closed"
+
+
+async def test_customer_messages_are_accepted_while_the_ai_streams(
+    client: httpx.AsyncClient,
+) -> None:
+    """Double-texting: a customer message in the middle of an AI stream is
+    stored and read back between the deltas, and the stream goes on."""
+    await create(client)
+
+    def streamed(kind: str, event_id: str, **data: Any) -> dict[str, Any]:
+        return {"type": kind, "id": event_id, "data": {"message_id": "a1", **data}}
+
+    start = streamed("message.start", "s", role="assistant")
+    assert (
+        await client.post("/v1/sessions/order-1/events", json=start, headers=AI)
+    ).status_code == 200
+    first = streamed(
+        "message.delta", "d0", seq=0, part_index=0, part_type="text", text="Let me "
+    )
+    await client.post("/v1/sessions/order-1/events", json=first, headers=AI)
+    interjection = await client.post(
+        "/v1/sessions/order-1/events",
+        json=message("c1", "wait, also…"),
+        headers=CUSTOMER,
+    )
+    assert interjection.status_code == 200, interjection.text
+    second = streamed(
+        "message.delta", "d1", seq=1, part_index=0, part_type="text", text="check."
+    )
+    assert (
+        await client.post("/v1/sessions/order-1/events", json=second, headers=AI)
+    ).status_code == 200
+    read = await client.get("/v1/sessions/order-1/events?offset=-1", headers=CUSTOMER)
+    kinds = [(e["type"], e["actor"]["role"]) for e in read.json()]
+    assert kinds == [
+        ("message.start", "ai"),
+        ("message.delta", "ai"),
+        ("message", "customer"),
+        ("message.delta", "ai"),
+    ]

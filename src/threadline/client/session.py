@@ -199,6 +199,27 @@ class Session:
         )
         return Offset.parse(answer["offset"])
 
+    async def set_presence(
+        self, status: Literal["active", "idle", "typing", "offline"]
+    ) -> list[JSONObject]:
+        """Set this device's presence status in the session (``typing`` while
+        the user types, ``offline`` to leave now); return who is present.
+
+        A device stays present for 15 s after its last sign of life; an open
+        subscription keeps it present by itself. Not a log event: presence is
+        ephemeral (PRODUCT.md).
+
+        Raises:
+            SessionNotFound, ProtocolError (``not_supported``: the server does
+            not serve presence), Timeout.
+        """
+        self.client.check_open()
+        answer = await self.client.api.request(
+            "POST", session_path(self.id, "/presence"), body={"status": status}
+        )
+        present: list[JSONObject] = answer["presence"]
+        return present
+
     # Publishing
 
     async def publish(

@@ -192,6 +192,12 @@ class SSETransport(Transport):
                     if last == START or offset > last:  # drop what was delivered
                         fresh.append(event)
                         last = offset
+                elif message.event == "presence":
+                    change = _loads(message.data)
+                    if isinstance(change, dict) and isinstance(
+                        change.get("actor"), dict
+                    ):
+                        sink.set_presence(change["actor"], str(change.get("status")))
                 elif message.event == "control":
                     control = _loads(message.data)
                     kind = control.get("type") if isinstance(control, dict) else None
