@@ -1,5 +1,5 @@
-"""The ``threadline`` command line: ``serve``, ``token``, ``tail``, ``publish``,
-``audit verify``."""
+"""The ``threadline`` command line: ``serve``, ``demo``, ``token``, ``tail``,
+``publish``, ``audit verify``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import audit_verify
+from .demo import command as demo_command
 
 if TYPE_CHECKING:
     from .protocol.events import Event
@@ -227,6 +228,7 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--audience", help="aud claim")
     _client_parsers(commands)
     audit_verify.add_parser(commands)
+    demo_command.add_parser(commands)
     return parser
 
 
@@ -289,6 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _client_command(args)
     if args.command == "audit":
         return audit_verify.run(args)
+    if args.command == "demo":
+        return demo_command.run(args)
     return _token(args)
 
 

@@ -10,7 +10,12 @@ import { Session } from "./session.js";
 import type { MessageRole } from "./streaming.js";
 import { Tokens, type TokenProvider } from "./tokens.js";
 import { globalWebSocket, HttpApi, type WebSocketConstructor } from "./transports.js";
-import { WebSocketTransport, type ErrorListener } from "./websocket.js";
+import {
+  WebSocketTransport,
+  type ConnectionListener,
+  type ConnectionState,
+  type ErrorListener,
+} from "./websocket.js";
 
 /** Milliseconds one operation (a request, a publish, a subscribe) may take. */
 export const DEFAULT_TIMEOUT = 30_000;
@@ -57,6 +62,22 @@ export interface SessionInfo {
   metadata: { [key: string]: unknown };
   created: string;
   controller_role: string | null;
+}
+
+/** One of the caller's sessions, as `mySessions` lists it (`GET /v1/me/sessions`). */
+export interface MySession {
+  /** The session's document. */
+  session: SessionInfo;
+  /** The tail of the caller's view. */
+  offset: string;
+  /** The caller's cursor, if set. */
+  cursor: string | null;
+  /** Messages of others after the cursor. */
+  unread: number;
+  /** Who holds the floor: `{id, role}`, or `null` when nobody does. */
+  controller: { id: string | null; role: string } | null;
+  /** Whether a message is being streamed now. */
+  in_flight: boolean;
 }
 
 /** Options of `Client.createSession`. */
@@ -178,6 +199,47 @@ export class Client {
     const body: { [key: string]: unknown } = { id, metadata: options.metadata ?? {} };
     if (options.customer !== undefined) body["customer"] = options.customer;
     return this.api.request<SessionInfo>("POST", "/v1/sessions", body);
+  }
+
+  /**
+   * The caller's sessions (`GET /v1/me/sessions`): those it created, was
+   * named customer of, published in or set a cursor in, with unread counts
+   * and whether an answer is in flight. How a new tab or device finds its
+   * conversations.
+   *
+   * @throws AuthError, Timeout
+   */
+  async mySessions(): Promise<MySession[]> {
+    this.checkOpen();
+    const answer = await this.api.request<{ sessions: MySession[] }>("GET", "/v1/me/sessions");
+    return answer.sessions;
+  }
+
+  /**
+   * Open the WebSocket now instead of on first use, say to show a live
+   * connection before any subscription. It reopens by itself after drops,
+   * like a connection opened by a subscription.
+   *
+   * @throws InvalidState - the client is closed.
+   */
+  open(): void {
+    this.checkOpen();
+    this.transport.connect();
+  }
+
+  /** Where the connection stands: `idle`, `connecting`, `live`, `reconnecting` or `closed`. */
+  get connectionState(): ConnectionState {
+    return this.transport.state;
+  }
+
+  /**
+   * Call `listener` with each change of {@link connectionState} (for a
+   * connection indicator). The connection opens on first use.
+   *
+   * @returns A function that removes the listener.
+   */
+  onConnection(listener: ConnectionListener): () => void {
+    return this.transport.addConnectionListener(listener);
   }
 
   /**

@@ -27,6 +27,7 @@ export {
   DEFAULT_TIMEOUT,
   type ConnectOptions,
   type CreateSessionOptions,
+  type MySession,
   type SessionInfo,
 } from "./client.js";
 export {
@@ -85,4 +86,10 @@ export {
 export { DEFAULT_MAX_QUEUE, Subscription, type SubscribeOptions } from "./subscription.js";
 export { REFRESH_MARGIN, tokenClaims, Tokens, type TokenProvider } from "./tokens.js";
 export { type WebSocketConstructor, type WebSocketLike } from "./transports.js";
-export { WebSocketTransport, type ErrorListener, type PresenceListener } from "./websocket.js";
+export {
+  WebSocketTransport,
+  type ConnectionListener,
+  type ConnectionState,
+  type ErrorListener,
+  type PresenceListener,
+} from "./websocket.js";

@@ -68,6 +68,16 @@ export type PresenceListener = (presence: Presence) => void;
 /** A listener of the server's errors that answer no request of the caller (cursor, presence…). */
 export type ErrorListener = (error: ThreadlineError) => void;
 
+/**
+ * Where the connection stands: `idle` (never used yet), `connecting` (the
+ * first connection is opening), `live` (open, `hello` sent), `reconnecting`
+ * (it dropped or could not open; retrying with backoff), `closed` (for good).
+ */
+export type ConnectionState = "idle" | "connecting" | "live" | "reconnecting" | "closed";
+
+/** A listener of changes of the {@link ConnectionState}. */
+export type ConnectionListener = (state: ConnectionState) => void;
+
 /** Options of {@link WebSocketTransport}. */
 export interface WebSocketTransportOptions {
   /** This tab's or install's stable id. */
@@ -101,6 +111,8 @@ export class WebSocketTransport {
   readonly protocol: ClientProtocol;
   /** How many connections were opened so far (the first one included). */
   connections = 0;
+  /** Where the connection stands now (see {@link ConnectionState}). */
+  state: ConnectionState = "idle";
 
   private readonly tokens: Tokens;
   private readonly options: WebSocketTransportOptions;
@@ -110,6 +122,7 @@ export class WebSocketTransport {
   private readonly publishes = new Map<string, Deferred<string[]>>(); // rid → answer
   private readonly presenceListeners = new Map<string, Set<PresenceListener>>();
   private readonly errorListeners = new Set<ErrorListener>();
+  private readonly connectionListeners = new Set<ConnectionListener>();
   private socket: WebSocketLike | undefined;
   private running = false;
   private closing = false;
@@ -255,6 +268,19 @@ export class WebSocketTransport {
     };
   }
 
+  /**
+   * Call `listener` with each change of the connection's state (`connecting`,
+   * `live`, `reconnecting`, `closed`), for a status indicator.
+   *
+   * @returns A function that removes the listener.
+   */
+  addConnectionListener(listener: ConnectionListener): () => void {
+    this.connectionListeners.add(listener);
+    return () => {
+      this.connectionListeners.delete(listener);
+    };
+  }
+
   /** The token was replaced: send `refresh` (and use it for later hellos). */
   onToken(token: string): void {
     try {
@@ -291,6 +317,17 @@ export class WebSocketTransport {
     return this.stopped.promise;
   }
 
+  /**
+   * Open the connection now rather than on first use (and keep it open, as
+   * after any use). Safe to call again.
+   *
+   * @throws InvalidState - the client is closed.
+   * @throws ThreadlineError - the connection failed for good.
+   */
+  connect(): void {
+    this.start();
+  }
+
   // The connection loop
 
   private start(): void {
@@ -305,6 +342,7 @@ export class WebSocketTransport {
   private async open(): Promise<void> {
     this.timer = undefined;
     if (this.closing || this.error !== undefined) return;
+    if (this.state === "idle") this.changeState("connecting");
     let token: string;
     try {
       token = await this.tokens.current();
@@ -342,6 +380,7 @@ export class WebSocketTransport {
       stale = this.protocol.token ?? token;
       this.protocol.connect();
       this.write(socket);
+      this.changeState("live");
     };
     socket.onmessage = (event: { data: unknown }) => {
       if (this.socket !== socket) return;
@@ -398,6 +437,7 @@ export class WebSocketTransport {
 
   private reconnect(delay: number): void {
     if (this.closing || this.error !== undefined) return;
+    if (this.state === "live") this.changeState("reconnecting");
     this.timer = setTimeout(() => void this.open(), delay);
   }
 
@@ -516,6 +556,13 @@ export class WebSocketTransport {
     this.sinkRids.clear();
     for (const sink of sinks) sink.finish(error);
     this.stopped.resolve();
+    this.changeState("closed");
+  }
+
+  private changeState(state: ConnectionState): void {
+    if (this.state === state) return;
+    this.state = state;
+    for (const listener of [...this.connectionListeners]) report(() => listener(state));
   }
 }
 

@@ -266,6 +266,47 @@ describe("against a server", { skip: NO_SERVER }, () => {
     assert.ok(offset);
   });
 
+  test("mySessions lists the caller's sessions with their unread counts", async () => {
+    const id = await created("mine", "cust_ts");
+    await make("service").session(id).sendMessage("Your order shipped.");
+    const listed = await make("customer").mySessions();
+    const mine = listed.find((item) => item.session.id === id);
+    assert.ok(mine, `${id} not in ${JSON.stringify(listed)}`);
+    assert.equal(mine.session.customer, "cust_ts");
+    assert.equal(mine.unread, 1);
+    assert.equal(mine.in_flight, false);
+  });
+
+  test("open() connects before any subscription", async () => {
+    const c = make("service2");
+    assert.equal(c.connectionState, "idle");
+    c.open();
+    await waitFor(() => c.connectionState === "live");
+    assert.equal(c.transport.connections, 1);
+  });
+
+  test("connection state: connecting, live, reconnecting after a cut, live, closed", async () => {
+    const id = await created("state");
+    const proxy = await Proxy.start(SERVER!);
+    try {
+      const c = client("service2", { url: proxy.url });
+      const states: string[] = [];
+      c.onConnection((state) => states.push(state));
+      assert.equal(c.connectionState, "idle");
+      await c.session(id).subscribe().ready;
+      assert.deepEqual(states, ["connecting", "live"]);
+      proxy.cut();
+      await waitFor(() => states.length >= 4);
+      c.open(); // already open: nothing changes
+      assert.deepEqual(states, ["connecting", "live", "reconnecting", "live"]);
+      await c.close();
+      assert.equal(c.connectionState, "closed");
+      assert.equal(states.at(-1), "closed");
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   test("setCursor moves the reader's cursor", async () => {
     const id = await created("cursor", "cust_ts");
     await make("service").session(id).sendMessage("Hello! How can I help?");

@@ -1195,6 +1195,8 @@ var WebSocketTransport = class {
   protocol;
   /** How many connections were opened so far (the first one included). */
   connections = 0;
+  /** Where the connection stands now (see {@link ConnectionState}). */
+  state = "idle";
   tokens;
   options;
   sinks = /* @__PURE__ */ new Map();
@@ -1207,6 +1209,7 @@ var WebSocketTransport = class {
   // rid → answer
   presenceListeners = /* @__PURE__ */ new Map();
   errorListeners = /* @__PURE__ */ new Set();
+  connectionListeners = /* @__PURE__ */ new Set();
   socket;
   running = false;
   closing = false;
@@ -1339,6 +1342,18 @@ var WebSocketTransport = class {
       this.errorListeners.delete(listener);
     };
   }
+  /**
+   * Call `listener` with each change of the connection's state (`connecting`,
+   * `live`, `reconnecting`, `closed`), for a status indicator.
+   *
+   * @returns A function that removes the listener.
+   */
+  addConnectionListener(listener) {
+    this.connectionListeners.add(listener);
+    return () => {
+      this.connectionListeners.delete(listener);
+    };
+  }
   /** The token was replaced: send `refresh` (and use it for later hellos). */
   onToken(token) {
     try {
@@ -1371,6 +1386,16 @@ var WebSocketTransport = class {
     this.end(void 0);
     return this.stopped.promise;
   }
+  /**
+   * Open the connection now rather than on first use (and keep it open, as
+   * after any use). Safe to call again.
+   *
+   * @throws InvalidState - the client is closed.
+   * @throws ThreadlineError - the connection failed for good.
+   */
+  connect() {
+    this.start();
+  }
   // The connection loop
   start() {
     if (this.error !== void 0) throw this.error;
@@ -1383,6 +1408,7 @@ var WebSocketTransport = class {
   async open() {
     this.timer = void 0;
     if (this.closing || this.error !== void 0) return;
+    if (this.state === "idle") this.changeState("connecting");
     let token;
     try {
       token = await this.tokens.current();
@@ -1420,6 +1446,7 @@ var WebSocketTransport = class {
       stale = this.protocol.token ?? token;
       this.protocol.connect();
       this.write(socket);
+      this.changeState("live");
     };
     socket.onmessage = (event) => {
       if (this.socket !== socket) return;
@@ -1473,6 +1500,7 @@ var WebSocketTransport = class {
   }
   reconnect(delay) {
     if (this.closing || this.error !== void 0) return;
+    if (this.state === "live") this.changeState("reconnecting");
     this.timer = setTimeout(() => void this.open(), delay);
   }
   /** Send what the protocol queued, soon: calls made together share frames. */
@@ -1581,6 +1609,12 @@ var WebSocketTransport = class {
     this.sinkRids.clear();
     for (const sink of sinks) sink.finish(error);
     this.stopped.resolve();
+    this.changeState("closed");
+  }
+  changeState(state) {
+    if (this.state === state) return;
+    this.state = state;
+    for (const listener of [...this.connectionListeners]) report(() => listener(state));
   }
 };
 function closeQuietly(socket) {
@@ -2375,6 +2409,43 @@ var Client = class {
     const body = { id, metadata: options.metadata ?? {} };
     if (options.customer !== void 0) body["customer"] = options.customer;
     return this.api.request("POST", "/v1/sessions", body);
+  }
+  /**
+   * The caller's sessions (`GET /v1/me/sessions`): those it created, was
+   * named customer of, published in or set a cursor in, with unread counts
+   * and whether an answer is in flight. How a new tab or device finds its
+   * conversations.
+   *
+   * @throws AuthError, Timeout
+   */
+  async mySessions() {
+    this.checkOpen();
+    const answer = await this.api.request("GET", "/v1/me/sessions");
+    return answer.sessions;
+  }
+  /**
+   * Open the WebSocket now instead of on first use, say to show a live
+   * connection before any subscription. It reopens by itself after drops,
+   * like a connection opened by a subscription.
+   *
+   * @throws InvalidState - the client is closed.
+   */
+  open() {
+    this.checkOpen();
+    this.transport.connect();
+  }
+  /** Where the connection stands: `idle`, `connecting`, `live`, `reconnecting` or `closed`. */
+  get connectionState() {
+    return this.transport.state;
+  }
+  /**
+   * Call `listener` with each change of {@link connectionState} (for a
+   * connection indicator). The connection opens on first use.
+   *
+   * @returns A function that removes the listener.
+   */
+  onConnection(listener) {
+    return this.transport.addConnectionListener(listener);
   }
   /**
    * Call `listener` with each error the server sends that answers no request
