@@ -11,18 +11,16 @@ import pytest
 
 from threadline.agent import HistoryMessage
 from threadline.demo.ai import (
-    REFUND_LIMIT,
     Escalate,
-    LLMAgent,
-    LLMSettings,
     OrderAgent,
     Say,
     UseTool,
     choose_agent,
-    find_order,
     plan_reply,
     tokenize,
 )
+from threadline.demo.llm import LLMAgent, LLMSettings
+from threadline.demo.orders import REFUND_LIMIT, find_order
 from threadline.protocol.actors import Actor
 from threadline.protocol.offsets import Offset
 

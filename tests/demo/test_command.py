@@ -16,8 +16,8 @@ import pytest
 
 from tests.utils import MS
 from threadline.cli import main
-from threadline.demo.ai import LLMAgent
 from threadline.demo.command import _banner, _url_host
+from threadline.demo.llm import LLMAgent
 
 
 def test_demo_help_lists_its_options(capsys):

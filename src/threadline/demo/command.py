@@ -157,7 +157,7 @@ def _url_host(host: str) -> str:
 
 def _banner(app: Any, base: str, args: argparse.Namespace) -> str:
     """What the demo prints once it listens."""
-    from .ai import LLMAgent
+    from .llm import LLMAgent
 
     agent = app.ai.respond if app.ai is not None else None
     if agent is None:
