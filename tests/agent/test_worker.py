@@ -20,7 +20,7 @@ from tests.agent.conftest import (
 from tests.utils import MS, wait_for
 from threadline.agent import Context, Worker
 from threadline.client.websocket import WebSocketTransport
-from threadline.exceptions import InvalidState, SessionNotFound
+from threadline.exceptions import InvalidState, SessionNotFound, Timeout
 
 
 def answers(log: list[dict[str, Any]], message_id: str) -> list[dict[str, Any]]:
@@ -98,6 +98,7 @@ async def _cursor(http: httpx.AsyncClient, session: str, offset: str) -> bool:
     return {"participant": "bot", "offset": offset} in state["cursors"]
 
 
+@pytest.mark.timeout(180)
 async def test_one_worker_serves_100_sessions_over_one_websocket(
     make_worker: MakeWorker, make_client: MakeClient, http: httpx.AsyncClient
 ):
@@ -109,11 +110,14 @@ async def test_one_worker_serves_100_sessions_over_one_websocket(
     async def respond(context: Context):
         yield context.text.upper()
 
-    worker = await make_worker(respond, sessions=ids)
+    # 100 replies at once in one process (server, worker and customer share
+    # it, under coverage in CI): operations get more time than usual.
+    slow = 60_000 * MS
+    worker = await make_worker(respond, sessions=ids, timeout=slow)
     await asyncio.gather(*(worker.serve(i) for i in ids))
-    customer = await make_client("cust", "customer")
+    customer = await make_client("cust", "customer", timeout=slow)
     await asyncio.gather(*(customer.session(i).send_message(f"hi {i}") for i in ids))
-    await wait_for(lambda: worker.metrics.runs_completed == 100, timeout=30 * TIMEOUT)
+    await wait_for(lambda: worker.metrics.runs_completed == 100, timeout=100_000 * MS)
     transport = worker.client.transport
     assert isinstance(transport, WebSocketTransport) and transport.connections == 1
     assert worker.metrics.sessions == 100
@@ -361,6 +365,30 @@ async def test_a_failing_respond_ends_the_run_error_and_the_worker_goes_on(
     }
     assert done.data["status"] == "complete"
     assert worker.metrics.errors == 1
+
+
+async def test_a_reply_the_server_did_not_answer_in_time_is_answered_again(
+    make_worker: MakeWorker, make_client: MakeClient
+):
+    """A Timeout under a reply (the server too busy to answer it in time)
+    ends it error / producer_lost, and the message is answered again."""
+    tries: list[str] = []
+
+    async def respond(context: Context):
+        tries.append(context.run_id)
+        yield "Checking"
+        if len(tries) == 1:
+            raise Timeout("GET /v1/sessions/s1/events: no answer in time")
+        yield " done"
+
+    session = await customer_session(make_client)
+    await make_worker(respond, sessions=["s1"])
+    async with session.subscribe("-1") as events:
+        await session.send_message("where is it?")
+        lost = await until(events, of_type("run.end"))
+        done = await until(events, of_type("run.end"))
+    assert (lost.data["status"], lost.data["reason"]) == ("error", "producer_lost")
+    assert done.data["status"] == "complete" and len(tries) == 2
 
 
 async def test_serve_beyond_max_sessions_is_refused(

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING
 
 from ..client.session import Session
 from ..client.streaming import MessageStream
-from ..exceptions import AlreadyEnded, NotInControl, SessionClosed
+from ..exceptions import (
+    AlreadyEnded,
+    ConnectionClosed,
+    NotInControl,
+    SessionClosed,
+    Timeout,
+)
 from ..protocol.actors import Actor
 from .context import Chunk, Context, HistoryMessage, history_from
 from .view import LOST_REASONS, CustomerMessage
@@ -26,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["Run", "fetch_history", "stream_reply"]
 
 _MAX_PAGES = 1000  # history pages read for one reply, at most
+_READ_ATTEMPTS = 4  # tries of one history page that times out
 
 
 class Run:
@@ -108,6 +115,10 @@ class Run:
             if isinstance(exc, AlreadyEnded | NotInControl | SessionClosed):
                 # The floor passed or the session closed under the reply.
                 return "cancelled", reason or "floor_lost"
+            if isinstance(exc, Timeout | ConnectionClosed) and reason is None:
+                # The server did not answer the reply's reads or writes in
+                # time: as if its producer was lost, it is answered again.
+                return "error", "producer_lost"
             if reason is None:
                 return "error", "producer_error"
         reason = reason or "cancelled"
@@ -115,11 +126,23 @@ class Run:
 
 
 async def fetch_history(session: Session) -> list[HistoryMessage]:
-    """The session's messages, from a compact read of the whole session."""
+    """The session's messages, from a compact read of the whole session.
+
+    A page that times out is read again (reads are idempotent), up to
+    ``_READ_ATTEMPTS`` times with a growing pause: a busy server delays the
+    reply rather than failing it.
+    """
     events = []
     offset = "-1"
     for _ in range(_MAX_PAGES):
-        page = await session.read(offset, view="compact")
+        for attempt in range(1, _READ_ATTEMPTS + 1):
+            try:
+                page = await session.read(offset, view="compact")
+                break
+            except Timeout:
+                if attempt == _READ_ATTEMPTS:
+                    raise
+                await asyncio.sleep(0.1 * 2**attempt)
         events.extend(page.events)
         if page.up_to_date or not page.events:
             break
