@@ -12,6 +12,7 @@ from tests.server.conftest import SECRET
 from tests.server.harness import asgi_client
 from threadline.auth import create_token
 from threadline.server import Config, create_app
+from threadline.server.limits import RateLimiter
 
 
 def token(sub: str, role: str, sessions: list[str] | None = None, **extra: Any) -> str:
@@ -237,22 +238,24 @@ async def test_staff_message_never_counts_as_unread_for_the_customer(
     assert staff_view["sessions"] == []  # the service never joined
 
 
-async def test_publish_rate_is_limited_with_retry_after(
-    client: httpx.AsyncClient,
-) -> None:
+async def test_publish_rate_is_limited_with_retry_after() -> None:
     """Past the burst a customer gets 429 with Retry-After, and nothing is stored."""
-    await create(client)
-    url = "/v1/sessions/order-1/events"
-    burst = {
-        "events": [{**message(f"c{i}", "x"), "type": "x.tick"} for i in range(100)]
-    }
-    assert (await client.post(url, json=burst, headers=CUSTOMER)).status_code == 200
-    refused = await client.post(url, json=message("late", "x"), headers=CUSTOMER)
-    assert refused.status_code == 429
-    assert refused.json()["error"]["code"] == "rate_limited"
-    assert int(refused.headers["retry-after"]) >= 1
-    events = (await client.get(url, headers=CUSTOMER)).json()
-    assert len(events) == 100
+    app = create_app(Config(store="memory://", auth=True, secret=SECRET))
+    # Time stands still: no token comes back however long the burst takes.
+    app.sessions.limiter = RateLimiter(clock=lambda: 1000.0)
+    async with asgi_client(app) as client:
+        await create(client)
+        url = "/v1/sessions/order-1/events"
+        burst = {
+            "events": [{**message(f"c{i}", "x"), "type": "x.tick"} for i in range(100)]
+        }
+        assert (await client.post(url, json=burst, headers=CUSTOMER)).status_code == 200
+        refused = await client.post(url, json=message("late", "x"), headers=CUSTOMER)
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == "rate_limited"
+        assert int(refused.headers["retry-after"]) >= 1
+        events = (await client.get(url, headers=CUSTOMER)).json()
+        assert len(events) == 100
 
 
 async def test_ticket_opens_one_session_read_only(client: httpx.AsyncClient) -> None:
