@@ -42,6 +42,8 @@ def test_canonical_json_writes_numbers_as_ecmascript(value, expected):
 def test_canonical_json_writes_integers_exactly():
     """Python integers serialize as their decimal digits."""
     assert canonical_json([0, -7, 2**60]) == b"[0,-7,1152921504606846976]"
+    # Past 64 bits too (the fast encoder cannot take them; the exact one does).
+    assert canonical_json({"n": 2**70}) == b'{"n":1180591620717411303424}'
 
 
 def test_canonical_json_sorts_keys_by_utf16_code_units():
