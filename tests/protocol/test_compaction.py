@@ -666,3 +666,24 @@ def test_planned_reads_with_known_parts_give_the_same_view(log, data):
         (r.offset, r.resumable) for r in full
     ]
     assert [r.serialize() for r in planned] == [r.serialize() for r in full]
+
+
+@pytest.mark.parametrize(
+    ("envelope", "expected"),
+    [
+        ({"data": {"n": 1, "x": None}}, b'{"data":{"n":1,"x":null}}'),
+        ({"data": {"n": 2**70}}, b'{"data":{"n":1180591620717411303424}}'),
+    ],
+)
+def test_compacted_envelopes_serialize_nulls_and_big_integers(envelope, expected):
+    """null (which orjson also writes for NaN) and integers past 64 bits take
+    the exact encoder, which writes them as JSON."""
+    entry = Entry.from_record(Offset(1, 1), b'{"type":"x.a"}')
+    assert Compacted(Offset(1, 1), entry, envelope, True).serialize() == expected
+
+
+def test_compacted_envelopes_refuse_nan():
+    """NaN is not JSON: serializing a compacted envelope holding it fails."""
+    entry = Entry.from_record(Offset(1, 1), b'{"type":"x.a"}')
+    with pytest.raises(ValueError):
+        Compacted(Offset(1, 1), entry, {"data": {"v": float("nan")}}, True).serialize()

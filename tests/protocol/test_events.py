@@ -347,3 +347,11 @@ def test_event_serialize_refuses_nan():
     event = Event.parse({**ENVELOPE, "type": "x.metric", "data": {"v": 1}})
     with pytest.raises(ValueError):
         event.with_data({"v": float("nan")}).serialize()
+
+
+def test_event_serialize_writes_nulls_and_big_integers():
+    """null and integers past 64 bits serialize exactly (the exact encoder)."""
+    event = Event.parse({**ENVELOPE, "type": "x.metric", "data": {"v": 1}})
+    assert b'"v":null' in event.with_data({"v": None}).serialize()
+    big = event.with_data({"v": 2**70}).serialize()
+    assert b'"v":1180591620717411303424' in big
