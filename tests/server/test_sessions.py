@@ -345,3 +345,32 @@ async def test_unread_counters_commit_with_messages_and_follow_cursors(
     assert listed["unread"] == 1
     [ai_view] = await sessions.my_sessions(TENANT, AI.id, staff=True)
     assert ai_view["unread"] == 1  # the customer's message
+
+
+async def test_customer_read_receipts_are_comparable_for_staff(opener: Opener) -> None:
+    """A customer's cursor carries its place in the staff view for staff
+    readers (also at an event the server added); customers never see it."""
+    sessions = await manager(opener)
+    await sessions.publish(TENANT, SID, AGENT, [note("n1", "internal")])
+    [answer] = await sessions.publish(
+        TENANT, SID, AI, [message("a1", "Hello", role="assistant")]
+    )
+    start = EventDraft("message.start", "s2", {"message_id": "m2", "role": "assistant"})
+    await sessions.publish(TENANT, SID, AI, [start])
+    request = EventDraft("control.request", "q", {"request_id": "q1", "mode": "warm"})
+    await sessions.publish(TENANT, SID, CUSTOMER, [request])
+    accept = EventDraft("control.accept", "acc", {"request_id": "q1"})
+    await sessions.publish(TENANT, SID, AGENT, [accept])
+    customer_view = await events(sessions, staff=False)
+    staff_view = await events(sessions, staff=True)
+    seen = next(e for e in customer_view if e.id == "a1")
+    await sessions.set_cursor(TENANT, SID, CUSTOMER.id, seen.offset, staff=False)
+    [receipt] = await sessions.cursors(TENANT, SID, staff=True)
+    assert receipt["staff_offset"] == str(answer.offset) != receipt["offset"]
+    ended = customer_view[-1]  # the server's floor_lost end of m2
+    assert ended.type == "message.end" and ended.actor.role == "server"
+    await sessions.set_cursor(TENANT, SID, CUSTOMER.id, ended.offset, staff=False)
+    [receipt] = await sessions.cursors(TENANT, SID, staff=True)
+    assert receipt["staff_offset"] == str(staff_view[-1].offset)
+    [mine] = await sessions.cursors(TENANT, SID, staff=False)
+    assert "staff_offset" not in mine

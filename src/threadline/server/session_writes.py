@@ -47,6 +47,7 @@ __all__ = [
     "index_message",
     "join",
     "recount_unread",
+    "staff_position",
     "store_event",
     "update_document",
 ]
@@ -66,6 +67,8 @@ UNREAD: Final = "unread"  # {id}\n{participant} -> count of unread messages
 ENDED: Final = "ended"  # {id}\n{m|r}\n{message or run id} -> its visibility
 OPEN: Final = "open"  # {id} -> b"" while a message or run is open (the lease)
 CLOSED: Final = "closed"  # {id} -> the ts of its session.closed (retention)
+
+_STAFF_LOOKAHEAD: Final = 1000  # staff-view events searched for a server event
 
 _MESSAGE_TYPES: Final = frozenset(
     {"message", "message.start", "message.delta", "message.end"}
@@ -251,6 +254,34 @@ def recount_unread(
         if len(page) < 1000:
             return count
         page_after = page[-1][0]
+
+
+def staff_position(txn: Txn, session_id: str, offset: Offset) -> str | None:
+    """The staff-view offset of the customer-view event at ``offset``.
+
+    An event a participant published is found through its idempotency entry;
+    one the server added (a ``floor_lost`` end) by its id, looking forward in
+    the staff view from the same position (the customer view is the staff
+    view less its staff events, so it is never earlier there). ``None`` if
+    it is not within ``_STAFF_LOOKAHEAD`` events.
+    """
+    before = Offset(offset.generation, offset.position - 1)
+    records = txn.read(ALL_PREFIX + session_id, before, limit=1)
+    if not records:
+        return None
+    envelope = orjson.loads(records[0].data)
+    event_id, actor_id = envelope["id"], envelope["actor"]["id"]
+    entry = txn.get(IDS, f"{session_id}\n{actor_id}\n{event_id}")
+    if entry is not None:
+        full: str | None = orjson.loads(entry)["full"]
+        return full
+    generation = txn.info(FULL_PREFIX + session_id).generation
+    start = Offset(generation, offset.position - 1)
+    for record in txn.read(FULL_PREFIX + session_id, start, limit=_STAFF_LOOKAHEAD):
+        found = orjson.loads(record.data)
+        if found["id"] == event_id and found["actor"]["id"] == actor_id:
+            return str(record.offset)
+    return None
 
 
 def draft_digest(draft: EventDraft) -> str:

@@ -79,6 +79,7 @@ from .session_writes import (
     ids_key,
     join,
     recount_unread,
+    staff_position,
     store_event,
     update_document,
 )
@@ -568,7 +569,11 @@ class SessionManager:
                     target, Offset.parse(orjson.loads(current)["offset"]).position
                 )
             moved = Offset(info.generation, target)
-            txn.put(CURSORS, key, orjson.dumps({"offset": str(moved), "staff": staff}))
+            cursor: dict[str, Any] = {"offset": str(moved), "staff": staff}
+            if not staff and target > 0:
+                # Read receipts for staff: where this is in their view.
+                cursor["staff_offset"] = staff_position(txn, session_id, moved)
+            txn.put(CURSORS, key, orjson.dumps(cursor))
             join(txn, session_id, participant, staff=staff)
             unread = 0
             if moved != info.tail:
@@ -584,7 +589,9 @@ class SessionManager:
         """Participants' cursors (read receipts) a reader may see.
 
         A customer sees the cursors kept in the customer view only: a staff
-        cursor is a staff-view offset, which would reveal staff events.
+        cursor is a staff-view offset, which would reveal staff events. A
+        staff reader also gets, for a customer's cursor, ``staff_offset``: the
+        same place in the staff view, comparable with staff offsets ("seen").
         """
         found = await self.store.index.scan(
             tenant, CURSORS, f"{session_id}\n", limit=1000
@@ -593,9 +600,13 @@ class SessionManager:
         for key, raw in found:
             cursor = orjson.loads(raw)
             if staff or not cursor["staff"]:
-                out.append(
-                    {"participant": key.split("\n", 1)[1], "offset": cursor["offset"]}
-                )
+                entry = {
+                    "participant": key.split("\n", 1)[1],
+                    "offset": cursor["offset"],
+                }
+                if staff and cursor.get("staff_offset"):
+                    entry["staff_offset"] = cursor["staff_offset"]
+                out.append(entry)
         return out
 
     async def my_sessions(
