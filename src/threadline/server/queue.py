@@ -77,19 +77,12 @@ def write_queue_change(
     )
     if change is None:
         return
-    append_queue_event(txn, queue, change, ts)
+    append_server_event(txn, QUEUE_SESSION, queue, change, ts)
     if change.type == "queue.added":
         entry = {**change.data, "offset": str(queue.full_tail), "since": ts}
         txn.put(WAITING, session_id, orjson.dumps(entry))
     else:
         txn.put(WAITING, session_id, None)
-
-
-def append_queue_event(
-    txn: Txn, queue: WorkingState, draft: EventDraft, ts: str
-) -> None:
-    """Store one server event in the queue's log and its working state."""
-    append_server_event(txn, QUEUE_SESSION, queue, draft, ts)
 
 
 def append_server_event(

@@ -21,6 +21,7 @@ folded messages, cursors, memberships) all commit together.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -500,9 +501,11 @@ class SessionManager:
                 page = await self.store.index.scan(
                     tenant, OPEN, after=after, limit=MAX_SCAN
                 )
-                for session_id, _ in page:
+                for number, (session_id, _) in enumerate(page, 1):
                     if await self._expire(tenant, session_id, now, lease):
                         swept += 1
+                    if number % 100 == 0:
+                        await asyncio.sleep(0)  # index reads block: let others run
                 if len(page) < MAX_SCAN:
                     break
                 after = page[-1][0]
@@ -511,10 +514,16 @@ class SessionManager:
     async def _expire(
         self, tenant: str, session_id: str, now: float, lease: float
     ) -> bool:
-        # Check the committed state first: most open work is alive.
-        raw = await self.store.index.get(tenant, STATE, session_id)
-        if raw is None or not WorkingState.from_json(raw).state.expired(now, lease):
-            return False
+        # Most open work is alive: check without a transaction first, on the
+        # cached working state (never behind the store) or else the stored one.
+        cached = self._working.get((tenant, session_id))
+        if cached is not None:
+            if not cached.state.expired(now, lease):
+                return False
+        else:
+            raw = await self.store.index.get(tenant, STATE, session_id)
+            if raw is None or not WorkingState.from_json(raw).state.expired(now, lease):
+                return False
 
         def run(txn: Txn) -> bool:
             working = self._load(txn, session_id)
