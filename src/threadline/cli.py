@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import os
 import secrets
-import signal
-import socket
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -514,7 +511,7 @@ class _RedactTickets(logging.Filter):
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        import uvicorn
+        from .server.running import bind, run_uvicorn
     except ImportError:  # pragma: no cover - depends on the install
         print(
             "threadline serve needs the server extra: pip install 'threadline[server]'",
@@ -566,10 +563,8 @@ def _serve(args: argparse.Namespace) -> int:
     except (ValueError, StorageError) as exc:
         print(f"threadline serve: {exc}", file=sys.stderr)
         return 2
-    sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((args.host, args.port))
+        sock = bind(args.host, args.port)
     except OSError as exc:
         print(
             f"threadline serve: cannot bind {args.host}:{args.port}: {exc}",
@@ -577,68 +572,27 @@ def _serve(args: argparse.Namespace) -> int:
         )
         return 2
     host, port = sock.getsockname()[:2]
-    uv_config = uvicorn.Config(
+
+    def started() -> None:
+        print(
+            f"threadline: listening on http://{host}:{port} (store {config.store}, "
+            f"auth {'on' if auth else 'off'})",
+            flush=True,
+        )
+        if args.dev:
+            for label, token in _dev_tokens(secret, config):
+                print(f"threadline: dev token ({label}): {token}", flush=True)
+
+    ran = run_uvicorn(
         app,
-        loop="uvloop",
-        http="httptools",
-        ws="websockets-sansio",
-        # Compression costs ~30 % of fan-out throughput (docs/benchmarks.md);
-        # deltas are tiny. --ws-deflate turns it on for slow links.
-        ws_per_message_deflate=args.ws_deflate,
-        # Presence: a peer that vanished without closing is dropped within
-        # 10 s, then its device's grace period runs (docs/topics/presence.md).
-        ws_ping_interval=5.0,
-        ws_ping_timeout=5.0,
-        lifespan="on",
-        access_log=args.access_log,
+        sock,
         log_level=args.log_level,
-        timeout_graceful_shutdown=max(1, int(round(config.drain_timeout))),
-        timeout_keep_alive=30,
-        server_header=False,
-        proxy_headers=False,
+        drain_timeout=config.drain_timeout,
+        access_log=args.access_log,
+        ws_deflate=args.ws_deflate,
+        on_started=started,
     )
-
-    class Server(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            super().handle_exit(sig, frame)
-            if sig == signal.SIGTERM:
-                # A drained SIGTERM is a clean stop: exit 0, not "killed by signal".
-                self._captured_signals.remove(sig)
-            loop = getattr(self, "_threadline_loop", None)
-            if loop is not None:
-                loop.call_soon_threadsafe(app.drain)
-
-        async def shutdown(self, sockets: Any = None) -> None:
-            # uvicorn closes open WebSockets 1012 at once: close them 4002 first,
-            # after what is queued for them (drain() already ran on SIGTERM).
-            app.drain()
-            await app.websockets.wait_closed(min(5.0, config.drain_timeout))
-            await super().shutdown(sockets=sockets)
-
-        async def startup(self, sockets: Any = None) -> None:
-            self._threadline_loop = asyncio.get_running_loop()
-            await super().startup(sockets=sockets)
-            if self.started:
-                base = f"http://{host}:{port}"
-                print(
-                    f"threadline: listening on {base} (store {config.store}, "
-                    f"auth {'on' if auth else 'off'})",
-                    flush=True,
-                )
-                if args.dev:
-                    for label, token in _dev_tokens(secret, config):
-                        print(f"threadline: dev token ({label}): {token}", flush=True)
-
-    server = Server(uv_config)
-    # Objects from imports and start-up never die: keep them out of every
-    # collection (full collections walked ~42k of them: 30-55 ms pauses under
-    # load, the p99 tail of the session benchmarks).
-    gc.collect()
-    gc.freeze()
-    server.run(sockets=[sock])
-    if not server.started:
-        return 1
-    return 0
+    return 0 if ran else 1
 
 
 DEV_TTL = 24 * 3600.0

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import ipaddress
 import logging
-import signal
-import socket
 import sys
 from typing import Any, Final
 
@@ -65,7 +62,7 @@ def add_parser(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the demo until Ctrl-C or SIGTERM; the exit status."""
     try:
-        import uvicorn
+        from ..server.running import bind, run_uvicorn
     except ImportError:  # pragma: no cover - depends on the install
         print(
             "threadline demo needs the server extra: pip install 'threadline[server]'",
@@ -84,12 +81,9 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
-    sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((args.host, args.port))
+        sock = bind(args.host, args.port)
     except OSError as exc:
-        sock.close()
         return fail(f"cannot bind {args.host}:{args.port}: {exc}")
     host, port = sock.getsockname()[:2]
     shown = _url_host(host)
@@ -104,44 +98,14 @@ def run(args: argparse.Namespace) -> int:
         sock.close()
         return fail(str(exc))
 
-    config = uvicorn.Config(
+    ran = run_uvicorn(
         app,
-        loop="uvloop",
-        http="httptools",
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        ws_ping_interval=5.0,
-        ws_ping_timeout=5.0,
-        lifespan="on",
-        access_log=False,
+        sock,
         log_level=args.log_level,
-        timeout_graceful_shutdown=2,
-        server_header=False,
+        drain_timeout=2.0,
+        on_started=lambda: print(_banner(app, base, args), flush=True),
     )
-
-    class Server(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            super().handle_exit(sig, frame)
-            if sig == signal.SIGTERM and sig in self._captured_signals:
-                # A SIGTERM is a clean stop: exit 0, not "killed by signal".
-                self._captured_signals.remove(sig)
-
-        async def shutdown(self, sockets: Any = None) -> None:
-            # Close WebSockets 4002 (the pages reconnect) before uvicorn's 1012.
-            app.drain()
-            await app.websockets.wait_closed(2.0)
-            await super().shutdown(sockets=sockets)
-
-        async def startup(self, sockets: Any = None) -> None:
-            await super().startup(sockets=sockets)
-            if self.started:
-                print(_banner(app, base, args), flush=True)
-
-    server = Server(config)
-    gc.collect()
-    gc.freeze()
-    server.run(sockets=[sock])
-    return 0 if server.started else 1
+    return 0 if ran else 1
 
 
 def _url_host(host: str) -> str:
