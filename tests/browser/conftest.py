@@ -18,9 +18,6 @@ import contextlib
 import os
 import re
 import shutil
-import socket
-import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +35,13 @@ from playwright.async_api import (
     expect,
 )
 
-from tests.server.harness import sqlite_url
+from tests.server.harness import (
+    bind_free_port,
+    sqlite_url,
+    start_in_thread,
+    stop_thread,
+    uvicorn_config,
+)
 from tests.utils import MS
 from threadline.demo.app import DemoApp, DemoSettings
 
@@ -123,45 +126,24 @@ class _DemoServer(uvicorn.Server):
 def demo(tmp_path: Path) -> Iterator[Demo]:
     """The demo app (server, pages, sign-in, deterministic AI) on a SQLite
     file, served by uvicorn in a thread on a free port; the AI started."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock, url = bind_free_port()
     settings = DemoSettings(
         url=url, store=sqlite_url(tmp_path / "demo.db"), pace=AI_PACE
     )
     app = DemoApp(settings)
-    config = uvicorn.Config(
-        app,
-        lifespan="on",
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=2,
-        ws="websockets-sansio",  # as threadline demo runs it
-        ws_per_message_deflate=False,
+    server = _DemoServer(uvicorn_config(app, graceful=2), app)
+    # The server listens, and the AI's worker runs.
+    thread = start_in_thread(
+        server,
+        sock,
+        ready=lambda: app.ai is not None and app.ai.ready.is_set(),
+        timeout=START_TIMEOUT,
+        name="demo",
     )
-    server = _DemoServer(config, app)
-
-    def run() -> None:
-        try:
-            server.run(sockets=[sock])
-        finally:
-            sock.close()
-
-    thread = threading.Thread(target=run, name="demo", daemon=True)
-    thread.start()
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        # The server listens, and the AI's worker runs.
-        while not (server.started and app.ai is not None and app.ai.ready.is_set()):
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the demo did not start")
-            time.sleep(5 * MS)
         yield Demo(url, app)
     finally:
-        server.should_exit = True
-        thread.join(10_000 * MS)
-        assert not thread.is_alive(), "the demo server did not stop"
+        stop_thread(server, thread)
 
 
 # The browser

@@ -177,6 +177,61 @@ async def call_asgi(
 # uvicorn in a thread
 
 
+def bind_free_port() -> tuple[socket.socket, str]:
+    """A socket bound to a free port of 127.0.0.1, and its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def uvicorn_config(app: Any, *, graceful: int = 1) -> uvicorn.Config:
+    """uvicorn as the commands run it (WebSocket implementation, no deflate)."""
+    return uvicorn.Config(
+        app,
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=graceful,
+        ws="websockets-sansio",  # as threadline serve runs it
+        ws_per_message_deflate=False,
+    )
+
+
+def start_in_thread(
+    server: uvicorn.Server,
+    sock: socket.socket,
+    *,
+    ready: Callable[[], bool] = lambda: True,
+    timeout: float = 10_000 * MS,
+    name: str = "uvicorn",
+) -> threading.Thread:
+    """Run ``server`` on ``sock`` in a thread; return once it listens and
+    ``ready()`` holds (a condition, polled, with a deadline)."""
+
+    def run() -> None:
+        try:
+            server.run(sockets=[sock])
+        finally:
+            sock.close()
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not (server.started and ready()):
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not start")
+        time.sleep(5 * MS)
+    return thread
+
+
+def stop_thread(server: uvicorn.Server, thread: threading.Thread) -> None:
+    """Stop a server started by :func:`start_in_thread`, and wait for it."""
+    server.should_exit = True
+    thread.join(10_000 * MS)
+    assert not thread.is_alive(), f"{thread.name} did not stop"
+
+
 @dataclass
 class ServerThread:
     """A real uvicorn serving ``app`` on a free port, in a background thread."""
@@ -187,41 +242,13 @@ class ServerThread:
     thread: threading.Thread | None = None
 
     def start(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(
-            self.app,
-            lifespan="on",
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=1,
-            ws="websockets-sansio",  # as threadline serve runs it
-            ws_per_message_deflate=False,
-        )
-        self.server = uvicorn.Server(config)
-
-        def run() -> None:
-            try:
-                self.server.run(sockets=[sock])  # type: ignore[union-attr]
-            finally:
-                sock.close()
-
-        self.thread = threading.Thread(target=run, name="uvicorn", daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10_000 * MS
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(5 * MS)
+        sock, self.url = bind_free_port()
+        self.server = uvicorn.Server(uvicorn_config(self.app))
+        self.thread = start_in_thread(self.server, sock)
 
     def stop(self) -> None:
         if self.server is not None and self.thread is not None:
-            self.server.should_exit = True
-            self.thread.join(10_000 * MS)
-            assert not self.thread.is_alive(), "uvicorn did not stop"
+            stop_thread(self.server, self.thread)
 
 
 @contextlib.contextmanager
