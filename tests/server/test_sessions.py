@@ -374,3 +374,55 @@ async def test_customer_read_receipts_are_comparable_for_staff(opener: Opener) -
     assert receipt["staff_offset"] == str(staff_view[-1].offset)
     [mine] = await sessions.cursors(TENANT, SID, staff=False)
     assert "staff_offset" not in mine
+
+
+async def test_working_states_are_bounded_and_reloaded(opener: Opener) -> None:
+    """Past max_working the least recently written working state is dropped;
+    a session whose state was dropped goes on from the store (delta sequence,
+    hash chain) as if nothing happened."""
+    sessions = SessionManager(await opener())
+    sessions.max_working = 2
+    ids = ["a", "b", "c"]
+    for sid in ids:
+        await sessions.create(TENANT, sid, customer=None)
+        start = EventDraft(
+            "message.start", "s", {"message_id": "m", "role": "assistant"}
+        )
+        await sessions.publish(TENANT, sid, AI, [start])
+    for seq in range(3):
+        for sid in ids:
+            delta = EventDraft(
+                "message.delta",
+                f"d{seq}",
+                {
+                    "message_id": "m",
+                    "seq": seq,
+                    "part_index": 0,
+                    "part_type": "text",
+                    "text": f"{seq}",
+                },
+            )
+            await sessions.publish(TENANT, sid, AI, [delta])
+            assert len(sessions._working) <= 2
+    for sid in ids:
+        snapshot = await sessions.snapshot(TENANT, sid, staff=True)
+        [message] = snapshot["messages"]
+        assert message["next_seq"] == 3 and message["parts"][0]["text"] == "012"
+        read = await sessions.read(TENANT, sid, staff=True, after=None)
+        stored = SessionManager.parse_events([r.data for r in read.records])
+        assert all(
+            b.prev_hash == a.hash for a, b in zip(stored, stored[1:], strict=False)
+        )
+    gap = EventDraft(
+        "message.delta",
+        "late",
+        {
+            "message_id": "m",
+            "seq": 9,
+            "part_index": 0,
+            "part_type": "text",
+            "text": "x",
+        },
+    )
+    with pytest.raises(DeltaGap):
+        await sessions.publish(TENANT, "a", AI, [gap])

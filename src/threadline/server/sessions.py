@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -100,6 +101,8 @@ __all__ = [
 ]
 
 JSON_TYPE: Final = "application/json"
+DEFAULT_MAX_WORKING: Final = 10_000
+"""Working states a SessionManager keeps cached (bounded memory)."""
 
 
 def full_key(tenant: str, session_id: str) -> LogKey:
@@ -169,7 +172,11 @@ class SessionManager:
     ) -> None:
         self.store = store
         self._clock = clock
-        self._working: dict[tuple[str, str], WorkingState] = {}
+        self._working: OrderedDict[tuple[str, str], WorkingState] = OrderedDict()
+        """Working states by (tenant, session), least recently used first."""
+        self.max_working = DEFAULT_MAX_WORKING
+        """Working states kept between writes; past it the least recently
+        written is dropped (it is reloaded from the store when needed)."""
         self._queues: set[tuple[str, str]] = set()
         """Server-owned sessions known to exist: (tenant, id)."""
         self.notify_coalesce: float | None = None
@@ -295,8 +302,10 @@ class SessionManager:
             full_tail = txn.info(FULL_PREFIX + session_id).tail
         except LogNotFound as exc:
             raise SessionNotFound(f"no session {session_id!r}") from exc
-        cached = self._working.get((txn.tenant, session_id))
+        key = (txn.tenant, session_id)
+        cached = self._working.get(key)
         if cached is not None and cached.full_tail == full_tail:
+            self._working.move_to_end(key)
             return cached
         raw = txn.get(STATE, session_id)
         if raw is None:
@@ -305,7 +314,9 @@ class SessionManager:
         if working.full_tail != full_tail:
             raise RuntimeError(f"session {session_id}: state and log disagree")
         working.load_ended(txn, session_id)
-        self._working[(txn.tenant, session_id)] = working
+        self._working[key] = working
+        if len(self._working) > self.max_working:
+            self._working.popitem(last=False)  # the least recently used
         return working
 
     async def publish(
