@@ -12,6 +12,7 @@ server's CPU per publish. Attach a profiler to the printed pid meanwhile.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
@@ -33,7 +34,9 @@ def _cpu_seconds(pid: int) -> float:
 async def hold(count: int, seconds: float) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="threadline-m-hold-"))
     try:
-        with running(ServerSpec("ours", SERVER_CMD), workdir) as target:
+        with running(
+            ServerSpec("ours", os.environ.get("M_CMD", SERVER_CMD)), workdir
+        ) as target:
             pid = target.pid
             assert pid is not None
             print(f"server pid {pid}", file=sys.stderr, flush=True)
@@ -47,16 +50,21 @@ async def hold(count: int, seconds: float) -> None:
             await asyncio.sleep(1.0)
             pacer.reset()
             cpu0, t0 = _cpu_seconds(pid), time.monotonic()
+            start = time.perf_counter_ns()
+            lat.set_window(start, start + int(seconds * 1e9))
             print("holding", file=sys.stderr, flush=True)
             await asyncio.sleep(seconds)
             cpu1, t1 = _cpu_seconds(pid), time.monotonic()
+            stats = lat.stats()
             pacer.running = False
             await task
             sent = pacer.sent
             print(
                 f"{count} sessions: {sent / (t1 - t0):.0f} publishes/s, server"
                 f" {100 * (cpu1 - cpu0) / (t1 - t0):.0f}% of a core,"
-                f" {1e6 * (cpu1 - cpu0) / max(1, sent):.0f} us CPU per publish",
+                f" {1e6 * (cpu1 - cpu0) / max(1, sent):.0f} us CPU per publish;"
+                f" delivery p50 {stats.p50:.1f} ms, p99 {stats.p99:.1f} ms,"
+                f" max {stats.max:.1f} ms",
                 flush=True,
             )
     finally:

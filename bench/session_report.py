@@ -146,6 +146,7 @@ def many_table(many: ManyResult) -> list[str]:
         "p99 ms",
         "max ms",
         "server CPU",
+        "server CPU µs per delta",
         "generator CPU",
         "generator lag max ms",
         "result",
@@ -166,6 +167,11 @@ def many_table(many: ManyResult) -> list[str]:
                 _fmt(step.stats.p99),
                 _fmt(step.stats.max),
                 _cpu(step.server_cpu),
+                (
+                    "–"
+                    if step.server_cpu is None or not step.sent_per_s
+                    else _fmt(step.server_cpu * 1e4 / step.sent_per_s)
+                ),
                 _cpu(step.gen_cpu),
                 _fmt(step.max_lag_ms),
                 verdict,
@@ -193,7 +199,7 @@ def replay_table(replay: ReplayResult) -> list[str]:
 
 def render(
     fanout: list[Result],
-    many: ManyResult | None,
+    ramps: list[ManyResult],
     replay: ReplayResult | None,
     *,
     command: str,
@@ -204,7 +210,13 @@ def render(
     started: str,
     elapsed: float,
 ) -> str:
-    """The complete ``docs/benchmarks-sessions.md`` text."""
+    """The complete ``docs/benchmarks-sessions.md`` text.
+
+    ``ramps``: M against our server, then (if run) against the WebSocket
+    no-op ceiling.
+    """
+    many = ramps[0] if ramps else None
+    ceiling = ramps[1] if len(ramps) > 1 else None
     busy = any(v > 10 for v in idle.values())
     lines = [
         "# Threadline session benchmarks",
@@ -279,7 +291,28 @@ def render(
             f" session exactly once: {'ok' if many.valid else 'FAILED'}.",
         ]
         lines += _problems([many])
-        bound = [str(s.sessions) for s in many.steps if s.gen_cpu >= GEN_BOUND]
+        if ceiling is not None:
+            top = ceiling.metrics.get("max sessions", 0)
+            share = f"{100 * best / top:.0f}%" if top else "–"
+            lines += [
+                "",
+                "### M's ceiling: a WebSocket no-op relay",
+                "",
+                "The same ramp against `bench/ws_noop_app.py` under the same"
+                " uvicorn (uvloop, httptools, websockets-sansio), pinned the same"
+                " way: it answers each publish and relays it to the session's two"
+                " subscribers, and keeps nothing (no auth, validation, storage or"
+                " fsync). It is what one Python process on one core can do with"
+                " M's frames alone.",
+                "",
+                *many_table(ceiling),
+                "",
+                f"The ceiling held **{top:.0f}** sessions; ours held {best:.0f}"
+                f" ({share} of the ceiling).",
+            ]
+            lines += _problems([ceiling])
+        steps = many.steps + (ceiling.steps if ceiling is not None else [])
+        bound = [str(s.sessions) for s in steps if s.gen_cpu >= GEN_BOUND]
         if bound:
             lines += [
                 "",

@@ -46,6 +46,13 @@ SERVER_CMD = (
     "{root}/.venv/bin/threadline serve --store sqlite:///{tmpdir}/bench.db"
     f" --secret {SECRET} --host 127.0.0.1 --port {{port}}"
 )
+CEILING_CMD = (
+    "{root}/.venv/bin/uvicorn --app-dir {bench} ws_noop_app:app --loop uvloop"
+    " --http httptools --ws websockets-sansio --host 127.0.0.1 --port {port}"
+    " --log-level warning"
+)
+"""M's ceiling: ``bench/ws_noop_app.py``, which relays the same frames and keeps
+nothing (no auth, validation, storage or fsync)."""
 FULL = Settings(
     t_warmup=2.0,
     t_duration=10.0,
@@ -146,10 +153,13 @@ async def run_all(
     settings: Settings,
     workdir: Path,
     speeds: dict[str, float],
-) -> tuple[list[Result], ManyResult | None, ReplayResult | None]:
-    """Each workload against a fresh server; ``speeds`` gets a CPU check before each."""
+) -> tuple[list[Result], list[ManyResult], ReplayResult | None]:
+    """Each workload against a fresh server; ``speeds`` gets a CPU check before each.
+
+    M runs twice: against ``spec``, then against the WebSocket no-op ceiling.
+    """
     fanout: list[Result] = []
-    many: ManyResult | None = None
+    many: list[ManyResult] = []
     replay: ReplayResult | None = None
     if "T" in only:
         for window in settings.t_windows:
@@ -167,16 +177,19 @@ async def run_all(
                 file=sys.stderr,
             )
     if "M" in only:
-        print("M: ramp", file=sys.stderr)
-        speeds["M"] = cpu_speed()
-        with running(spec, workdir) as target:
-            many = await run_many(
-                target,
-                list(settings.m_plan),
-                settings.m_settle,
-                settings.m_duration,
-                settings.m_refine,
-            )
+        ceiling = ServerSpec("ws no-op ceiling", CEILING_CMD)
+        for server, label in ((spec, "M"), (ceiling, "M ceiling")):
+            print(f"{label}: ramp", file=sys.stderr)
+            speeds[label] = cpu_speed()
+            with running(server, workdir) as target:
+                result = await run_many(
+                    target,
+                    list(settings.m_plan),
+                    settings.m_settle,
+                    settings.m_duration,
+                    settings.m_refine,
+                )
+            many.append(result)
     if "R" in only:
         print("R: compact replay", file=sys.stderr)
         speeds["R"] = cpu_speed()

@@ -600,8 +600,20 @@ def test_server_counts_what_waits():
     server.send_error("e", "m")
     assert server.queued_messages == 3
     assert server.queued_bytes > 0
+    assert server.has_output
     server.data_to_send()
     assert (server.queued_bytes, server.queued_messages) == (0, 0)
+    assert not server.has_output
+
+
+def test_server_has_output_while_a_close_waits():
+    """A close with nothing before it is output too, until it is taken."""
+    server = opened()
+    assert not server.has_output
+    server.close(4000, "slow")
+    assert server.has_output
+    server.data_to_send()
+    assert not server.has_output
 
 
 def test_server_closes_4000_when_the_queue_bytes_overflow():

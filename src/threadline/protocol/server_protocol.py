@@ -161,6 +161,13 @@ class ServerProtocol:
         """Messages waiting for ``data_to_send()``; each event counts as one."""
         return self._outbox.messages
 
+    @property
+    def has_output(self) -> bool:
+        """Whether ``data_to_send()`` has anything (frames or the close)."""
+        return bool(self._outbox.messages) or (
+            self._close_pending and self.closing is not None
+        )
+
     # Receiving
 
     def receive_text(self, text: str, *, now: float) -> None:

@@ -154,7 +154,9 @@ class _Feed:
                         subscriber.deliver(events)
                     if not result.up_to_date:
                         await asyncio.sleep(0)  # let the writers run between chunks
-                    continue
+                        continue
+                # Up to date: wait (it returns at once if more came meanwhile),
+                # rather than read again only to find nothing.
                 await sessions.wait(
                     key.tenant,
                     key.session,

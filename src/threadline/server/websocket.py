@@ -418,7 +418,10 @@ class WebSocketConnection:
             except Exception:
                 logger.exception("! connection %d: handling a message failed", self.id)
                 self.abort(_INTERNAL_ERROR)
-            self.queued()
+            # A publish answers later, from its own task: wake the writer only
+            # for what is queued now.
+            if proto.has_output or proto.state is State.CLOSED:
+                self.queued()
 
     async def _handle(self, event: object) -> None:
         if isinstance(event, Hello):
