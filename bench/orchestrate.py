@@ -26,7 +26,7 @@ from appends import run_appends
 from catchup import run_catchup
 from common import Result, Target
 from live import run_fanout, run_latency
-from report import NOOP
+from report import NOOP, NOOP_RAW, OURS_MEMORY
 from servers import ServerSpec, dead, running
 
 JOB_TIMEOUT = 180.0  # a hung server fails its job instead of the whole run
@@ -64,8 +64,9 @@ def _job(
 ) -> Job | None:
     """The coroutine factory running ``workload`` against ``server``, if any."""
     s = settings
+    ceiling = server in (NOOP, NOOP_RAW)
     if workload in ("W1", "W2"):
-        if server == NOOP and workload != "W1":
+        if ceiling and workload != "W1":
             return None
         per_post = 1 if workload == "W1" else 50
         warmup = s.warmup_seconds if first else s.rewarm_seconds
@@ -76,9 +77,9 @@ def _job(
             per_post,
             s.append_seconds,
             warmup,
-            validate=server != NOOP,
+            validate=not ceiling,
         )
-    if server == NOOP:
+    if ceiling or server == OURS_MEMORY:
         return None
     if workload == "L":
         return lambda t: run_latency(t, run_id, s.live_seconds)

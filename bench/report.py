@@ -12,6 +12,8 @@ from pathlib import Path
 from common import Result
 
 OURS, REFERENCE, NOOP = "ours", "reference", "noop"
+NOOP_RAW = "noop-raw"  # httptools without an ASGI server
+OURS_MEMORY = "ours-memory"  # our server on the memory store (not durable)
 GEN_BOUND = 90.0
 INTEGER_METRICS = {"missing"}  # load generator CPU % above which a number is suspect
 
@@ -177,7 +179,7 @@ def noop_lines(results: dict[str, Result]) -> list[str]:
     ceiling = noop.metrics.get("requests/s", 0.0)
     header = ["server", "W1 requests/s", "share of no-op ceiling", "p99 ms"]
     rows = []
-    for name in (NOOP, OURS, REFERENCE):
+    for name in (NOOP_RAW, NOOP, OURS_MEMORY, OURS, REFERENCE):
         r = results.get(name)
         if r is None:
             continue
@@ -185,11 +187,43 @@ def noop_lines(results: dict[str, Result]) -> list[str]:
         share = f"{100 * rate / ceiling:.0f}%" if ceiling else "–"
         rows.append([name, _fmt(rate), share, _fmt(r.metrics.get("p99 ms"))])
     gen = f"{noop.gen_cpu:.0f}%"
-    return [
+    lines = [
         *_table(header, rows),
         "",
         f"No-op run: load generator CPU {gen}, server CPU {_cpu(noop.server_cpu)}.",
     ]
+    raw = results.get(NOOP_RAW)
+    if raw is not None:
+        lines[-1] += (
+            f" Raw httptools run: load generator CPU {raw.gen_cpu:.0f}%"
+            f", server CPU {_cpu(raw.server_cpu)}"
+            + (
+                " (the generator was the bottleneck: a lower bound)."
+                if raw.gen_cpu >= GEN_BOUND
+                else "."
+            )
+        )
+    return lines
+
+
+def memory_lines(workload: str, results: dict[str, Result]) -> list[str]:
+    """Ours on the memory store next to ours on SQLite and the reference."""
+    memory = results.get(OURS_MEMORY)
+    if memory is None:
+        return []
+    key = "records/s" if workload == "W2" else "requests/s"
+    header = ["server", key, "ratio to the reference", "server CPU"]
+    ref = results.get(REFERENCE)
+    base = ref.metrics.get(key) if ref is not None else None
+    rows = []
+    for name in (OURS_MEMORY, OURS, REFERENCE):
+        r = results.get(name)
+        if r is None:
+            continue
+        rate = r.metrics.get(key, 0.0)
+        ratio = f"{rate / base:.2f}×" if base else "–"
+        rows.append([name, _fmt(rate), ratio, _cpu(r.server_cpu)])
+    return _table(header, rows)
 
 
 def _ratio(
@@ -348,11 +382,19 @@ def render(
         if workload == "W1" and NOOP in results[workload]:
             lines += [
                 "",
-                "### No-op ceiling (W1-shaped requests, raw ASGI app "
-                "answering 204 on uvicorn + uvloop + httptools)",
+                "### No-op ceilings (W1-shaped requests answered at once:"
+                " `noop`, a raw ASGI app on uvicorn + uvloop + httptools;"
+                " `noop-raw`, an asyncio protocol on httptools, no ASGI server)",
                 "",
             ]
             lines += noop_lines(results[workload])
+        if OURS_MEMORY in results[workload]:
+            lines += [
+                "",
+                "### Ours without durability (`--store memory://`, same run)",
+                "",
+            ]
+            lines += memory_lines(workload, results[workload])
         problems = [
             f"- {server}: {p}"
             for server, r in results[workload].items()

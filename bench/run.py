@@ -24,10 +24,12 @@ from pathlib import Path
 
 from common import core_times
 from orchestrate import FULL, QUICK, run_all
-from report import NOOP, OURS, REFERENCE, render
+from report import NOOP, NOOP_RAW, OURS, OURS_MEMORY, REFERENCE, render
 from servers import (
     NOOP_CMD,
     OURS_CMD,
+    OURS_MEMORY_CMD,
+    RAW_NOOP_CMD,
     REFERENCE_CMD,
     ROOT,
     ServerSpec,
@@ -65,7 +67,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--no-ours", action="store_true", help="skip our server")
     p.add_argument("--no-reference", action="store_true", help="skip the reference")
-    p.add_argument("--no-noop", action="store_true", help="skip the no-op ceiling")
+    p.add_argument("--no-noop", action="store_true", help="skip the no-op ceilings")
+    p.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="skip our server on the memory store (W1/W2 without durability)",
+    )
     p.add_argument(
         "--output",
         default=str(ROOT / "docs" / "benchmarks.md"),
@@ -98,8 +105,12 @@ def _servers(args: argparse.Namespace) -> tuple[list[ServerSpec], dict[str, str]
         skipped[REFERENCE] = why
     else:
         specs.append(ServerSpec(REFERENCE, args.reference_cmd))
+    wants_appends = "W1" in args.only or "W2" in args.only
+    if not (args.no_memory or args.no_ours or args.ours_url) and wants_appends:
+        specs.append(ServerSpec(OURS_MEMORY, OURS_MEMORY_CMD))
     if not args.no_noop and "W1" in args.only:
         specs.append(ServerSpec(NOOP, NOOP_CMD))
+        specs.append(ServerSpec(NOOP_RAW, RAW_NOOP_CMD))
     return specs, skipped
 
 

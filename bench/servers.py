@@ -37,6 +37,12 @@ OURS_CMD = (
 REFERENCE_CMD = (
     "node {bench}/node/reference-server.mjs --port {port} --long-poll-ms 30000"
 )
+OURS_MEMORY_CMD = (
+    "{root}/.venv/bin/threadline serve --store memory://"
+    " --no-auth --host 127.0.0.1 --port {port}"
+)
+"""Ours with the memory store: what durability costs, by difference."""
+RAW_NOOP_CMD = "{python} {bench}/raw_noop_app.py --host 127.0.0.1 --port {port}"
 NOOP_CMD = (
     "{python} -m uvicorn noop_app:app --app-dir {bench} --loop uvloop"
     " --http httptools --lifespan off --no-access-log --log-level warning"

@@ -17,16 +17,21 @@ Every publish runs as one :meth:`LogStore.transact`: exactly-once dedupe by
 :class:`~threadline.protocol.state.SessionState`, the envelopes with their
 hashes, and the derived state (the folded state, the idempotency index,
 folded messages, cursors, memberships) all commit together.
+
+This module holds the manager itself: creating sessions, the working-state
+cache and publishing. The rest is cut by responsibility and inherited:
+:mod:`.session_reads` (reads, waits, snapshots, cursors, "my sessions"),
+:mod:`.session_sweep` (the dead-producer sweep); the values it hands out are
+in :mod:`.session_types` and the writes inside a publish in
+:mod:`.session_writes`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import orjson
 
@@ -35,13 +40,12 @@ from ..exceptions import (
     Forbidden,
     IdConflict,
     LogNotFound,
-    OffsetGone,
     ProtocolError,
     SessionNotFound,
     TailMismatch,
 )
-from ..protocol.actors import SERVER, Actor, Role
-from ..protocol.events import Event, EventDraft, format_ts
+from ..protocol.actors import Actor, Role
+from ..protocol.events import EventDraft, format_ts
 from ..protocol.offsets import Offset
 from ..protocol.queue import (
     QUEUE_SESSION,
@@ -50,44 +54,37 @@ from ..protocol.queue import (
     session_created,
     waiting,
 )
-from ..protocol.state import LEASE, SessionState
-from ..storage.base import LogConfig, LogKey, LogStore, ReadResult
-from ..storage.index import MAX_SCAN, Txn
+from ..protocol.state import SessionState
+from ..storage.base import LogConfig, LogStore
+from ..storage.index import Txn
 from .limits import MAX_EVENT_BYTES, RateLimiter
 from .notify import add_to_outbox
 from .queue import (
     QUEUE_TYPES,
     RESERVED_PREFIX,
     append_server_event,
-    list_waiting,
     write_queue_change,
 )
 from .redaction import PlannedRedaction, apply_redactions, plan_redaction
+from .session_reads import SessionReads
+from .session_sweep import SessionSweep
+from .session_types import Published, SessionInfo, all_key, full_key
 from .session_writes import (
     ALL_PREFIX,
     CLOSED,
-    CURSORS,
     FULL_PREFIX,
     IDS,
-    MEMBERS,
-    OPEN,
     SESSIONS,
     STATE,
-    UNREAD,
     StoredEvents,
     WorkingState,
     count_unread,
     draft_digest,
     ids_key,
     join,
-    recount_unread,
-    staff_position,
     store_event,
     update_document,
 )
-
-if TYPE_CHECKING:
-    from .compaction import CompactRead
 
 __all__ = [
     "ALL_PREFIX",
@@ -98,6 +95,8 @@ __all__ = [
     "SessionInfo",
     "SessionManager",
     "SessionNotFound",
+    "all_key",
+    "full_key",
 ]
 
 JSON_TYPE: Final = "application/json"
@@ -105,57 +104,7 @@ DEFAULT_MAX_WORKING: Final = 10_000
 """Working states a SessionManager keeps cached (bounded memory)."""
 
 
-def full_key(tenant: str, session_id: str) -> LogKey:
-    """The staff view's log."""
-    return LogKey(tenant, FULL_PREFIX + session_id)
-
-
-def all_key(tenant: str, session_id: str) -> LogKey:
-    """The customer view's log."""
-    return LogKey(tenant, ALL_PREFIX + session_id)
-
-
-@dataclass(frozen=True, slots=True)
-class SessionInfo:
-    """A session's document: who it belongs to and its routing metadata."""
-
-    id: str
-    customer: str | None
-    metadata: dict[str, Any]
-    created: str
-    controller_role: Role | None = "ai"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "customer": self.customer,
-            "metadata": self.metadata,
-            "created": self.created,
-            "controller_role": self.controller_role,
-        }
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> SessionInfo:
-        return cls(
-            obj["id"],
-            obj["customer"],
-            obj["metadata"],
-            obj["created"],
-            obj["controller_role"],
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Published:
-    """One published draft: where it went, in the publisher's view."""
-
-    id: str
-    offset: Offset
-    duplicate: bool = False
-    """A retry: the event was stored before; ``offset`` is the original."""
-
-
-class SessionManager:
+class SessionManager(SessionReads, SessionSweep):
     """Sessions of every tenant on one log store.
 
     Working state is cached per session between writes and checked against
@@ -182,7 +131,6 @@ class SessionManager:
         self.notify_coalesce: float | None = None
         """With webhooks on, the coalescing window of the notification outbox
         (:mod:`threadline.server.notify`); ``None``: no outbox is written."""
-        """Tenants whose waiting queue exists."""
         self.limiter = limiter
         """Publish rate limits per participant (``None``: unlimited)."""
 
@@ -282,17 +230,6 @@ class SessionManager:
             return info, True
 
         return await self.store.transact(tenant, ensure)
-
-    async def info(self, tenant: str, session_id: str) -> SessionInfo:
-        """The session's document.
-
-        Raises:
-            SessionNotFound: no such session.
-        """
-        raw = await self.store.index.get(tenant, SESSIONS, session_id)
-        if raw is None:
-            raise SessionNotFound(f"no session {session_id!r}")
-        return SessionInfo.from_json(orjson.loads(raw))
 
     # Publishing
 
@@ -484,284 +421,6 @@ class SessionManager:
                 )
         return results
 
-    async def waiting(self, tenant: str) -> tuple[list[dict[str, Any]], Offset]:
-        """The sessions waiting for a human now, oldest first, and the offset
-        of the queue's log they are current as of."""
-        await self.ensure_queue(tenant)
-        return await self.store.transact(tenant, list_waiting)
-
     def forget(self, tenant: str, session_id: str) -> None:
         """Drop the cached working state of a deleted session."""
         self._working.pop((tenant, session_id), None)
-
-    # Dead producers
-
-    async def sweep(self, lease: float = LEASE) -> int:
-        """End every message and run silent for ``lease`` seconds, in every
-        tenant (``error`` / ``producer_lost``, as the server). Returns how
-        many sessions had something ended.
-
-        Sessions are found by their OPEN entries, written in the commits that
-        open and end things, so a restart forgets none.
-        """
-        now = self._clock()
-        swept = 0
-        for tenant in await self.store.index.tenants(OPEN):
-            after: str | None = None
-            while True:
-                page = await self.store.index.scan(
-                    tenant, OPEN, after=after, limit=MAX_SCAN
-                )
-                for number, (session_id, _) in enumerate(page, 1):
-                    if await self._expire(tenant, session_id, now, lease):
-                        swept += 1
-                    if number % 100 == 0:
-                        await asyncio.sleep(0)  # index reads block: let others run
-                if len(page) < MAX_SCAN:
-                    break
-                after = page[-1][0]
-        return swept
-
-    async def _expire(
-        self, tenant: str, session_id: str, now: float, lease: float
-    ) -> bool:
-        # Most open work is alive: check without a transaction first, on the
-        # cached working state (never behind the store) or else the stored one.
-        cached = self._working.get((tenant, session_id))
-        if cached is not None:
-            if not cached.state.expired(now, lease):
-                return False
-        else:
-            raw = await self.store.index.get(tenant, STATE, session_id)
-            if raw is None or not WorkingState.from_json(raw).state.expired(now, lease):
-                return False
-
-        def run(txn: Txn) -> bool:
-            working = self._load(txn, session_id)
-            drafts = working.state.expired(now, lease)
-            if not drafts:
-                return False
-            try:
-                self._publish(txn, working, session_id, SERVER, drafts, (), None, True)
-            except BaseException:
-                self._working.pop((tenant, session_id), None)
-                raise
-            return True
-
-        try:
-            return await self.store.transact(tenant, run)
-        except SessionNotFound:
-            return False  # deleted meanwhile
-
-    # Cursors and "my sessions"
-
-    async def set_cursor(
-        self,
-        tenant: str,
-        session_id: str,
-        participant: str,
-        offset: Offset,
-        *,
-        staff: bool,
-    ) -> Offset:
-        """Move a participant's cursor forward (never back), clamped to the tail.
-
-        Returns:
-            The cursor after the move.
-
-        Raises:
-            SessionNotFound, OffsetGone, InvalidOffset.
-        """
-        view = FULL_PREFIX if staff else ALL_PREFIX
-        key = f"{session_id}\n{participant}"
-
-        def move(txn: Txn) -> Offset:
-            try:
-                info = txn.info(view + session_id)
-            except LogNotFound as exc:
-                raise SessionNotFound(f"no session {session_id!r}") from exc
-            if offset.generation not in (0, info.generation):
-                raise OffsetGone(info.earliest, info.tail)
-            target = min(offset.position, info.tail.position)
-            current = txn.get(CURSORS, key)
-            if current is not None:
-                target = max(
-                    target, Offset.parse(orjson.loads(current)["offset"]).position
-                )
-            moved = Offset(info.generation, target)
-            cursor: dict[str, Any] = {"offset": str(moved), "staff": staff}
-            if not staff and target > 0:
-                # Read receipts for staff: where this is in their view.
-                cursor["staff_offset"] = staff_position(txn, session_id, moved)
-            txn.put(CURSORS, key, orjson.dumps(cursor))
-            join(txn, session_id, participant, staff=staff)
-            unread = 0
-            if moved != info.tail:
-                unread = recount_unread(txn, session_id, participant, moved, staff)
-            txn.put(UNREAD, key, str(unread).encode())
-            return moved
-
-        return await self.store.transact(tenant, move)
-
-    async def cursors(
-        self, tenant: str, session_id: str, *, staff: bool
-    ) -> list[dict[str, str]]:
-        """Participants' cursors (read receipts) a reader may see.
-
-        A customer sees the cursors kept in the customer view only: a staff
-        cursor is a staff-view offset, which would reveal staff events. A
-        staff reader also gets, for a customer's cursor, ``staff_offset``: the
-        same place in the staff view, comparable with staff offsets ("seen").
-        """
-        found = await self.store.index.scan(
-            tenant, CURSORS, f"{session_id}\n", limit=1000
-        )
-        out = []
-        for key, raw in found:
-            cursor = orjson.loads(raw)
-            if staff or not cursor["staff"]:
-                entry = {
-                    "participant": key.split("\n", 1)[1],
-                    "offset": cursor["offset"],
-                }
-                if staff and cursor.get("staff_offset"):
-                    entry["staff_offset"] = cursor["staff_offset"]
-                out.append(entry)
-        return out
-
-    async def my_sessions(
-        self, tenant: str, participant: str, *, staff: bool
-    ) -> list[dict[str, Any]]:
-        """The participant's sessions, with offset, unread, controller, in flight."""
-        members = await self.store.index.scan(
-            tenant, MEMBERS, f"{participant}\n", limit=1000
-        )
-        listed = []
-        for key, _ in members:
-            session_id = key.split("\n", 1)[1]
-            if session_id in SERVER_SESSIONS:
-                continue  # a cursor in the queue or feed is not a conversation
-            try:
-                info = await self.info(tenant, session_id)
-                snapshot = await self.snapshot(tenant, session_id, staff=staff)
-            except SessionNotFound:
-                continue
-            if not staff and info.customer != participant:
-                continue  # the session moved to another customer
-            cursor_raw = await self.store.index.get(
-                tenant, CURSORS, f"{session_id}\n{participant}"
-            )
-            cursor = None if cursor_raw is None else orjson.loads(cursor_raw)["offset"]
-            listed.append(
-                {
-                    "session": info.to_json(),
-                    "offset": snapshot["offset"],
-                    "cursor": cursor,
-                    "unread": int(
-                        await self.store.index.get(
-                            tenant, UNREAD, f"{session_id}\n{participant}"
-                        )
-                        or b"0"
-                    ),
-                    "controller": snapshot["controller"],
-                    "in_flight": bool(snapshot["messages"]),
-                }
-            )
-        return listed
-
-    # Reading
-
-    def view_key(self, tenant: str, session_id: str, *, staff: bool) -> LogKey:
-        """The log a reader reads: the staff view or the customer view."""
-        return full_key(tenant, session_id) if staff else all_key(tenant, session_id)
-
-    async def read(
-        self,
-        tenant: str,
-        session_id: str,
-        *,
-        staff: bool,
-        after: Offset | None,
-        max_bytes: int = 1 << 20,
-    ) -> ReadResult:
-        """Stored envelopes after ``after`` in the reader's view.
-
-        Raises:
-            SessionNotFound, OffsetGone, InvalidOffset.
-        """
-        try:
-            return await self.store.read(
-                self.view_key(tenant, session_id, staff=staff),
-                after,
-                max_bytes=max_bytes,
-            )
-        except LogNotFound as exc:
-            raise SessionNotFound(f"no session {session_id!r}") from exc
-
-    async def read_compact(
-        self,
-        tenant: str,
-        session_id: str,
-        *,
-        staff: bool,
-        after: Offset | None,
-        max_bytes: int = 1 << 20,
-    ) -> CompactRead:
-        """The compact view after ``after`` in the reader's view.
-
-        See :func:`threadline.server.compaction.read_compact`.
-
-        Raises:
-            SessionNotFound, OffsetGone, InvalidOffset.
-        """
-        from .compaction import read_compact  # it builds on this module
-
-        return await read_compact(
-            self, tenant, session_id, staff=staff, after=after, max_bytes=max_bytes
-        )
-
-    async def wait(
-        self,
-        tenant: str,
-        session_id: str,
-        *,
-        staff: bool,
-        after: Offset,
-        timeout: float,
-    ) -> bool:
-        """Wait for an event after ``after`` in the reader's view."""
-        key = self.view_key(tenant, session_id, staff=staff)
-        try:
-            return await self.store.wait(key, after, timeout)
-        except LogNotFound as exc:
-            raise SessionNotFound(f"no session {session_id!r}") from exc
-
-    async def snapshot(
-        self, tenant: str, session_id: str, *, staff: bool
-    ) -> dict[str, Any]:
-        """The state snapshot a reader may see, with the tail of its view."""
-        raw = await self.store.index.get(tenant, STATE, session_id)
-        if raw is None:
-            raise SessionNotFound(f"no session {session_id!r}")
-        working = WorkingState.from_json(raw)
-        snapshot = working.state.snapshot(staff=staff)
-        snapshot["offset"] = str(working.full_tail if staff else working.all_tail)
-        if session_id == QUEUE_SESSION:
-            listed, offset = await self.waiting(tenant)
-            snapshot["waiting"], snapshot["offset"] = listed, str(offset)
-        if not staff:
-            # The state keeps staff-view offsets; a customer gets customer-view
-            # ones, or none, so no offset betrays a staff event.
-            for message in snapshot["messages"]:
-                message["start_offset"] = working.all_starts.get(message["message_id"])
-            for run in snapshot["runs"]:
-                run.pop("start_offset", None)
-        return snapshot
-
-    @staticmethod
-    def parse_events(raw: Sequence[bytes]) -> list[Event]:
-        """Decode stored envelopes (trusted: the server wrote them)."""
-        try:
-            return [Event.parse(orjson.loads(data)) for data in raw]
-        except orjson.JSONDecodeError as exc:  # pragma: no cover - corrupt store
-            raise ProtocolError("stored event is not JSON") from exc
