@@ -6,7 +6,10 @@ Usage::
 
 Starts a fresh server like ``bench/sessions.py`` (core 0; this process on
 core 1), grows to SESSIONS sessions, paces them for SECONDS and prints the
-server's CPU per publish. Attach a profiler to the printed pid meanwhile.
+server's CPU per publish and the delivery latency. Attach a profiler to the
+printed pid meanwhile. ``M_CMD`` in the environment replaces the server's
+command template (placeholders as in ``bench/sessions.py``), e.g. to hold M's
+ceiling, ``bench/ws_noop_app.py``.
 """
 
 from __future__ import annotations
