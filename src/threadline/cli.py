@@ -1,12 +1,12 @@
 """The ``threadline`` command line: ``serve``, ``demo``, ``token``, ``tail``,
-``publish``, ``audit verify``."""
+``publish``, ``audit verify``, ``backup``."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
 
-from . import audit_verify, cli_client, cli_serve, cli_token
+from . import audit_verify, cli_backup, cli_client, cli_serve, cli_token
 from .cli_args import DEFAULT_PORT as DEFAULT_PORT
 from .cli_client import DEFAULT_URL as DEFAULT_URL, _event_line as _event_line
 from .cli_serve import (
@@ -27,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_token.add_parser(commands)
     cli_client.add_parser(commands)
     audit_verify.add_parser(commands)
+    cli_backup.add_parser(commands)
     demo_command.add_parser(commands)
     return parser
 
@@ -42,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return audit_verify.run(args)
     if args.command == "demo":
         return demo_command.run(args)
+    if args.command == "backup":
+        return cli_backup.run(args)
     return cli_token.run(args)
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "ReadResult",
     "Record",
     "open_log_store",
+    "sqlite_path",
 ]
 
 
@@ -41,10 +42,21 @@ def open_log_store(url: str, **options: object) -> LogStore:
     if url.startswith("sqlite://"):
         from .sqlite import SQLiteLogStore
 
-        path = url.removeprefix("sqlite://")
-        if path.startswith("/") and not path.startswith("//"):
-            path = path[1:] or ":memory:"  # sqlite:///rel.db → rel.db
-        elif path.startswith("//"):
-            path = path[1:]  # sqlite:////abs.db → /abs.db
-        return SQLiteLogStore(path, **options)  # type: ignore[arg-type]
+        return SQLiteLogStore(sqlite_path(url), **options)  # type: ignore[arg-type]
     raise ValueError(f"unknown store URL {url!r}; use memory:// or sqlite:///PATH")
+
+
+def sqlite_path(url: str) -> str:
+    """The file of a ``sqlite:///PATH`` (relative) or ``sqlite:////ABS`` URL.
+
+    Raises:
+        ValueError: not a SQLite store URL.
+    """
+    if not url.startswith("sqlite://"):
+        raise ValueError(f"not a SQLite store URL: {url!r}; use sqlite:///PATH")
+    path = url.removeprefix("sqlite://")
+    if path.startswith("/") and not path.startswith("//"):
+        return path[1:] or ":memory:"  # sqlite:///rel.db → rel.db
+    if path.startswith("//"):
+        return path[1:]  # sqlite:////abs.db → /abs.db
+    return path
