@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 __all__ = ["Config", "parse_duration"]
 
-_DURATION = re.compile(r"\A(\d+(?:\.\d+)?)(ms|s|m|h)?\Z")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"\A(\d+(?:\.\d+)?)(ms|s|m|h|d)?\Z")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 def parse_duration(text: str) -> float:
-    """Parse ``500ms``, ``1s``, ``1.5s``, ``2m``, ``1h`` or bare seconds.
+    """Parse ``500ms``, ``1s``, ``1.5s``, ``2m``, ``1h``, ``90d`` or bare seconds.
 
     Raises:
         ValueError: anything else.

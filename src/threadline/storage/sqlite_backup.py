@@ -13,7 +13,7 @@ Restoring is not offered yet: a file put back in place would rewind every log,
 and offsets handed out after the backup was taken could then name other
 records. A restore has to continue each log in a new generation (so that
 those offsets are answered ``410 offset_gone``), and the session layer has to
-read sessions whose logs span two generations; ``docs/topics/deployment.md``
+read sessions whose logs span two generations; ``docs/howto/deploy.md``
 says what to do meanwhile.
 """
 
