@@ -1,5 +1,5 @@
 """The ``threadline`` command line: ``serve``, ``demo``, ``token``, ``tail``,
-``publish``, ``audit verify``, ``backup``."""
+``publish``, ``audit verify``, ``backup``, ``restore``."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return audit_verify.run(args)
     if args.command == "demo":
         return demo_command.run(args)
-    if args.command == "backup":
+    if args.command in ("backup", "restore"):
         return cli_backup.run(args)
     return cli_token.run(args)
 

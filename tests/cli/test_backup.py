@@ -1,4 +1,4 @@
-"""``threadline backup`` against a real server."""
+"""``threadline backup`` and ``threadline restore`` against a real server."""
 
 from __future__ import annotations
 
@@ -26,12 +26,13 @@ def threadline(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def test_backup_while_serving_holds_what_was_acknowledged(
+async def test_backup_while_serving_then_restore_loses_only_later_writes(
     tmp_path: Path,
 ) -> None:
-    """A backup taken while the server runs holds what was acknowledged before
-    it and not what came after, with the audit key (mode 0600); a server
-    started on the copy serves it; a second backup to the same file fails."""
+    """A backup taken while the server runs holds what was acknowledged
+    before it, with the audit key; restore refuses a running server, then
+    puts the backup back: old offsets read the same, the lost write's offset
+    answers 410 with the new bounds, and appends go on after the backup."""
     db, copy = tmp_path / "t.db", tmp_path / "backup.db"
     store = sqlite_url(db)
     async with server_process(serve_args(store, "--no-auth")) as server:
@@ -45,19 +46,38 @@ async def test_backup_while_serving_holds_what_was_acknowledged(
                 threadline, "backup", str(copy), "--store", store
             )
             assert made.returncode == 0, made.stderr
-            assert "backed up" in made.stdout and "1 logs, 2 records" in made.stdout
-            later = await client.post("/v1/stream/x", content="c", headers=TEXT)
-            assert later.status_code == 204
+            assert "backed up" in made.stdout
+            lost = await client.post("/v1/stream/x", content="c", headers=TEXT)
+            lost_offset = lost.headers["stream-next-offset"]
+            refused = await asyncio.to_thread(
+                threadline, "restore", str(copy), "--store", store, "--replace"
+            )
+            assert refused.returncode == 1
+            assert "lock" in refused.stderr.lower()
     key = Path(str(copy) + "-audit-key.pem")
-    assert key.read_bytes() == Path(str(db) + "-audit-key.pem").read_bytes()
+    assert key.is_file()
     assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
     again = await asyncio.to_thread(threadline, "backup", str(copy), "--store", store)
     assert again.returncode == 1 and "exists" in again.stderr
-    async with server_process(serve_args(sqlite_url(copy), "--no-auth")) as server:
+    done = await asyncio.to_thread(
+        threadline, "restore", str(copy), "--store", store, "--replace"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "restored" in done.stdout
+    async with server_process(serve_args(store, "--no-auth")) as server:
         async with httpx.AsyncClient(base_url=server.url) as client:
             whole = await client.get("/v1/stream/x", params={"offset": "-1"})
             assert whole.text == "ab"
             assert whole.headers["stream-next-offset"] == kept
+            gone = await client.get("/v1/stream/x", params={"offset": lost_offset})
+            assert gone.status_code == 410
+            assert gone.json()["error"]["code"] == "offset_gone"
+            assert gone.headers["stream-next-offset"] == kept
+            after = await client.post("/v1/stream/x", content="n", headers=TEXT)
+            new_offset = after.headers["stream-next-offset"]
+            assert new_offset > lost_offset > kept
+            tail = await client.get("/v1/stream/x", params={"offset": kept})
+            assert tail.text == "n"
 
 
 def test_backup_of_a_memory_store_is_refused(tmp_path: Path) -> None:

@@ -30,6 +30,8 @@ class Session:
         self.log: list[Event] = []
         self.now = T0
         self._ids = itertools.count()
+        self.generation = GENERATION
+        """The generation new events are stored in (a restore moves it on)."""
 
     def draft(self, type_, data, visibility=None) -> EventDraft:
         draft = EventDraft(type_, f"e{next(self._ids)}", data, visibility)
@@ -52,7 +54,7 @@ class Session:
         for actor, draft in entries:
             self.now += 0.25
             event = draft.to_event(
-                offset=Offset(GENERATION, len(self.log) + 1),
+                offset=Offset(self.generation, len(self.log) + 1),
                 ts=format_ts(self.now),
                 actor=actor,
                 prev_hash=GENESIS_HASH,

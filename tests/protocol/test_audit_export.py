@@ -28,14 +28,14 @@ def offset(position: int) -> Offset:
 
 
 def events(
-    count: int, start: int = 0, prev: str = GENESIS_HASH
+    count: int, start: int = 0, prev: str = GENESIS_HASH, generation: int = GENERATION
 ) -> list[dict[str, Any]]:
     """A valid chain of ``count`` note events after ``start``."""
     chain = []
     for position in range(start + 1, start + count + 1):
         event: dict[str, Any] = {
             "v": 1,
-            "offset": str(offset(position)),
+            "offset": str(Offset(generation, position)),
             "ts": f"2026-11-26T06:10:{position:02d}.000000Z",
             "type": "note",
             "id": f"n{position}",
@@ -178,6 +178,27 @@ def test_a_whole_export_verifies():
     assert report.ok and report.broken is None
     assert (report.events, report.redacted, report.signature_checked) == (3, 0, True)
     assert report.head == head_of(chain)
+
+
+def test_an_export_across_a_restore_verifies():
+    """A log a restore continued goes on in a newer generation: positions
+    follow each other and the chain links across the change."""
+    chain = events(3)
+    chain += events(2, start=3, prev=chain[-1]["hash"], generation=GENERATION + 2)
+    report = verify_export(export(chain), check_signature=check)
+    assert report.ok and report.events == 5
+
+
+def test_an_event_of_an_older_generation_is_named():
+    """Generations never go back within an export."""
+    chain = events(2, generation=GENERATION + 2)
+    chain += events(1, start=2, prev=chain[-1]["hash"])
+    head = head_of(chain, offset=Offset(GENERATION + 2, 3))
+    lines = export(chain, head=head)
+    edit(lines, 1, lambda a: a["anchor"].update(after=str(Offset(GENERATION + 2, 0))))
+    line, where, reason = broken(lines)
+    assert (line, where) == (4, str(offset(3)))
+    assert reason.startswith("expected offset")
 
 
 def test_an_export_of_an_empty_view_verifies():

@@ -149,6 +149,19 @@ def test_resolve_unknown_generation_is_gone():
     assert caught.value.code == "offset_gone"
 
 
+def test_resolve_past_a_lost_segment_is_gone():
+    """After a restore, positions the old generation minted past the backup's
+    tail are gone (410 with the chain's bounds), not invalid; positions
+    within it still resolve, and before its low it is still invalid."""
+    chain = [Segment(3, 0, 5, lost_after=True), Segment(9, 5, 7)]
+    assert resolve(chain, Offset(3, 5)) == 5
+    with pytest.raises(OffsetGone) as caught:
+        resolve(chain, Offset(3, 6))
+    assert (caught.value.earliest, caught.value.tail) == (Offset(3, 0), Offset(9, 7))
+    with pytest.raises(InvalidOffset):
+        resolve([Segment(3, 2, 5, lost_after=True)], Offset(3, 1))
+
+
 # offset_at and earliest
 
 

@@ -17,6 +17,7 @@ from threadline.exceptions import (
     UnknownReference,
 )
 from threadline.protocol.actors import SERVER
+from threadline.protocol.offsets import Offset
 from threadline.protocol.rules import holds
 from threadline.protocol.state import SessionState
 
@@ -26,6 +27,7 @@ from .sessions import (
     AI,
     AI_2,
     CUSTOMER,
+    GENERATION,
     OTHER_CUSTOMER,
     SERVICE,
     SUPERVISOR,
@@ -780,6 +782,20 @@ def test_redaction_of_an_offset_that_is_no_event_is_refused(session, offset):
     with pytest.raises(UnknownReference) as caught:
         session.publish(SUPERVISOR, "redaction", {"offset": offset})
     assert caught.value.code == "unknown_offset"
+
+
+def test_redaction_after_a_restore_names_events_by_their_generation(session):
+    """After a restore continued the log in a newer generation, an event is
+    named with the generation that stored it; a position named with another
+    one (an offset the restore lost) is no event."""
+    (old,) = session.say(CUSTOMER, "m1")
+    session.generation = GENERATION + 5
+    (new,) = session.say(CUSTOMER, "m2")
+    session.publish(SUPERVISOR, "redaction", {"offset": str(old.offset)})
+    session.publish(SUPERVISOR, "redaction", {"offset": str(new.offset)})
+    for wrong in (Offset(GENERATION + 5, 1), Offset(GENERATION, 2)):
+        with pytest.raises(UnknownReference):
+            session.publish(SUPERVISOR, "redaction", {"offset": str(wrong)})
 
 
 def test_redaction_in_an_empty_session_is_refused(session):

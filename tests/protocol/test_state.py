@@ -15,6 +15,7 @@ from .sessions import (
     AI,
     AI_2,
     CUSTOMER,
+    GENERATION,
     OTHER_CUSTOMER,
     SERVICE,
     SUPERVISOR,
@@ -340,3 +341,26 @@ def test_server_events_validate_as_the_server(session):
     for draft in session.state.expired(session.now + LEASE):
         assert isinstance(draft, EventDraft)
         session.state.validate(draft, SERVER)
+
+
+def test_generations_a_restore_went_on_from_are_kept(session):
+    """Each generation change is remembered with its last position, survives
+    the state's JSON, and names the owner of every position."""
+    assert SessionState(CUSTOMER.id).owner_generation(1) is None
+    session.say(CUSTOMER, "m1")
+    session.say(CUSTOMER, "m2")
+    session.generation = GENERATION + 5
+    session.say(CUSTOMER, "m3")
+    state = session.state
+    assert state.earlier_generations == [(GENERATION, 2)]
+    assert [state.owner_generation(p) for p in (1, 2, 3)] == [
+        GENERATION,
+        GENERATION,
+        GENERATION + 5,
+    ]
+    again = SessionState.from_json(json.loads(json.dumps(state.to_json())))
+    assert again.earlier_generations == [(GENERATION, 2)]
+    plain = SessionState.from_json(
+        json.loads(json.dumps(SessionState(CUSTOMER.id).to_json()))
+    )
+    assert plain.earlier_generations == []

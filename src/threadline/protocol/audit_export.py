@@ -303,7 +303,7 @@ def _anchor(
         raise _Broken(number, None, f"not an export anchor: {exc}") from None
     if claimed != (head.tenant, head.session, head.view):
         raise _Broken(number, None, "the anchor and its head name different views")
-    if after.generation != head.offset.generation or after > head.offset:
+    if after > head.offset:
         raise _Broken(number, None, "the anchor starts after its head")
     if check_signature is not None:
         for signed in (head, *heads):
@@ -311,12 +311,7 @@ def _anchor(
                 which = "the head's" if signed is head else f"head {signed.offset}'s"
                 reason = f"{which} signature does not verify with the key"
                 raise _Broken(number, None, reason)
-    known = {
-        h.offset: h
-        for h in heads
-        if (h.tenant, h.session, h.view) == claimed
-        and h.offset.generation == after.generation
-    }
+    known = {h.offset: h for h in heads if (h.tenant, h.session, h.view) == claimed}
     earlier = known.get(after)
     if earlier is not None and earlier.hash != prev_hash:
         raise _Broken(number, None, _rewritten(earlier))
@@ -338,8 +333,10 @@ def _event(walk: _Walk, raw: bytes | str, number: int) -> None:
         offset = _offset(text, "offset")
     except ValueError as exc:
         raise _Broken(number, where, str(exc)) from None
-    expected = Offset(walk.generation, walk.position + 1)
-    if offset != expected:
+    # Positions follow each other; the generation may only grow (a log a
+    # restore continued goes on in a newer generation).
+    if offset.position != walk.position + 1 or offset.generation < walk.generation:
+        expected = Offset(walk.generation, walk.position + 1)
         raise _Broken(number, where, f"expected offset {expected} (a missing event?)")
     if offset > walk.head.offset:
         raise _Broken(number, where, "an event after the signed head")
@@ -381,7 +378,8 @@ def _event(walk: _Walk, raw: bytes | str, number: int) -> None:
     earlier = walk.known.get(offset)
     if earlier is not None and earlier.hash != event["hash"]:
         raise _Broken(number, where, _rewritten(earlier))
-    walk.position, walk.hash = offset.position, event["hash"]
+    walk.generation, walk.position = offset.generation, offset.position
+    walk.hash = event["hash"]
     walk.events += 1
 
 

@@ -119,12 +119,16 @@ class Segment:
     """Positions ``(low, high]`` of a log chain owned by one generation.
 
     A plain log is one segment from 0 to its tail. A fork's chain is its
-    source's chain cut at the fork point, plus its own segment.
+    source's chain cut at the fork point, plus its own segment. A log restored
+    from a backup continues in a new generation after the backup's tail: the
+    positions its old generation minted after that point were lost
+    (``lost_after``), and their offsets are gone, not invalid.
     """
 
     generation: int
     low: int
     high: int
+    lost_after: bool = False
 
 
 def resolve(chain: list[Segment], offset: Offset) -> int:
@@ -134,7 +138,8 @@ def resolve(chain: list[Segment], offset: Offset) -> int:
         InvalidOffset: the offset's generation is in the chain but the
             position lies outside its segment (e.g. beyond the tail).
         OffsetGone: the generation is not in the chain (a deleted and
-            re-created log, another log, a lost store).
+            re-created log, another log, a lost store), or the offset lies
+            past a segment whose later positions were lost (a restore).
     """
     if offset.is_zero:
         return 0
@@ -142,6 +147,8 @@ def resolve(chain: list[Segment], offset: Offset) -> int:
         if segment.generation == offset.generation:
             if segment.low <= offset.position <= segment.high:
                 return offset.position
+            if segment.lost_after and offset.position > segment.high:
+                break
             raise InvalidOffset(f"offset {offset} is outside this log")
     raise OffsetGone(earliest(chain), offset_at(chain, chain[-1].high))
 

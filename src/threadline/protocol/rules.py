@@ -230,8 +230,8 @@ def _redaction(
     last = state.last_offset
     if (
         last is None
-        or target.generation != last.generation
         or not 0 < target.position <= last.position
+        or target.generation != state.owner_generation(target.position)
     ):
         raise UnknownReference("offset", str(target))
     return draft.visibility or "all", [], []

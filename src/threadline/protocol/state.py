@@ -121,6 +121,10 @@ class SessionState:
         """Whether a ``session.closed`` made the session read-only."""
         self.last_offset: Offset | None = None
         """The offset of the last event folded in."""
+        self.earlier_generations: list[tuple[int, int]] = []
+        """``(generation, last position)`` of each generation the session's
+        log went on from, oldest first: a restore continues a log in a new
+        generation after the backup's tail. Empty for almost every session."""
         self.participants: dict[str, Participant] = {}
         """Everyone who joined or published, by id."""
         self.messages: dict[str, OpenMessage] = {}
@@ -287,8 +291,19 @@ class SessionState:
             raise ValueError(
                 f"event offset {event.offset} does not follow {self.last_offset}"
             )
+        last = self.last_offset
+        if last is not None and event.offset.generation != last.generation:
+            self.earlier_generations.append((last.generation, last.position))
         self.last_offset = event.offset
         fold_event(self, event)
+
+    def owner_generation(self, position: int) -> int | None:
+        """The generation whose offset names ``position`` (``None``: no event
+        was folded in yet)."""
+        for generation, upto in self.earlier_generations:
+            if position <= upto:
+                return generation
+        return None if self.last_offset is None else self.last_offset.generation
 
     # Persistence and views
 
@@ -311,6 +326,8 @@ class SessionState:
             "runs": [r.to_json() for r in self.runs.values()],
             "requests": [r.to_json() for r in self.requests.values()],
         }
+        if self.earlier_generations:
+            obj["earlier_generations"] = [list(g) for g in self.earlier_generations]
         if ended:
             obj["ended_messages"] = self.ended_messages
             obj["ended_runs"] = self.ended_runs
@@ -331,6 +348,10 @@ class SessionState:
         state.closed = obj["closed"]
         last = obj["last_offset"]
         state.last_offset = None if last is None else Offset.parse(last)
+        state.earlier_generations = [
+            (generation, upto)
+            for generation, upto in obj.get("earlier_generations", [])
+        ]
         for item in obj["participants"]:
             participant = Participant.from_json(item)
             state.participants[participant.id] = participant

@@ -254,15 +254,22 @@ async def _anchor(
 ) -> tuple[AuditHead, Offset, str]:
     head = await signed_head(sessions, signer, tenant, session_id, view)
     staff = view == "staff"
-    generation = head.offset.generation
-    start = Offset(generation, 0) if after is None or after.is_zero else after
-    if start.generation == generation and start.position > head.offset.position:
+    if after is not None and after.is_zero:
+        after = None
+    # A read checks the offset as every read does (OffsetGone, InvalidOffset);
+    # the log's info maps offsets and positions (a restored log has several
+    # generations).
+    probe = await sessions.read(
+        tenant, session_id, staff=staff, after=after, max_bytes=1
+    )
+    info = probe.info
+    start = info.earliest if after is None else after
+    position = info.position_of(start)
+    if position > head.offset.position:
         raise InvalidOffset(f"offset {start} is beyond the head {head.offset}")
-    # A read checks the offset as every read does (OffsetGone, InvalidOffset).
-    await sessions.read(tenant, session_id, staff=staff, after=start, max_bytes=1)
     prev_hash = GENESIS_HASH
-    if start.position > 0:
-        before = Offset(generation, start.position - 1)
+    if position > 0:
+        before = info.offset_at(position - 1)
         page = await sessions.read(
             tenant, session_id, staff=staff, after=before, max_bytes=1
         )

@@ -41,6 +41,9 @@ from .session_writes import MESSAGES, STATE, WorkingState
 from .sessions import SessionNotFound
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..storage.base import LogInfo
     from .sessions import SessionManager
 
 __all__ = ["CompactRead", "CompactRecord", "read_compact"]
@@ -97,19 +100,27 @@ async def read_compact(
         raise SessionNotFound(f"no session {session_id!r}")
     working = WorkingState.from_json(raw)
     tail = working.full_tail if staff else working.all_tail
-    await _log_reaches(sessions, tenant, session_id, staff, after, tail)
-    begin = 0 if after is None or after.is_zero else after.position
+    info = await _log_reaches(sessions, tenant, session_id, staff, after, tail)
+    begin = 0 if after is None or after.is_zero else info.position_of(after)
     if begin >= tail.position:
-        start = Offset(tail.generation, 0) if begin == 0 else after
+        start = info.earliest if begin == 0 else after
         assert start is not None
         return CompactRead([], start, True)
+    # The staff view's generations name the folded messages' keys.
+    staff_info = (
+        info
+        if staff
+        else await sessions.store.head(
+            sessions.view_key(tenant, session_id, staff=True)
+        )
+    )
     parts, spans = await _known_messages(
-        sessions, tenant, session_id, working, staff, begin, tail
+        sessions, tenant, session_id, working, staff, begin, tail, info, staff_info
     )
     entries: list[Entry] = []
     reader = _RangeReader(sessions, tenant, session_id, staff)
     for low, high in plan_reads(begin, tail.position, spans):
-        entries += await reader.read(tail.generation, low, high)
+        entries += await reader.read(info.offset_at, low, high)
     results = compact(
         entries,
         after=None if begin == 0 else after,
@@ -137,8 +148,9 @@ async def _log_reaches(
     staff: bool,
     after: Offset | None,
     tail: Offset,
-) -> None:
-    """Check ``after`` as a raw read does, and wait until the log reaches ``tail``.
+) -> LogInfo:
+    """Check ``after`` as a raw read does, and wait until the log reaches
+    ``tail``; the log's info then (its generations map offsets and positions).
 
     A store may show a commit's index entries a moment before its log reads
     do (SQLite: the reader connection sees the COMMIT before the loop updates
@@ -153,7 +165,7 @@ async def _log_reaches(
             tenant, session_id, staff=staff, after=after, max_bytes=1
         )
         if probe.info.tail >= tail:
-            return
+            return probe.info
         await sessions.wait(
             tenant,
             session_id,
@@ -172,14 +184,21 @@ async def _known_messages(
     staff: bool,
     begin: int,
     tail: Offset,
+    info: LogInfo,
+    staff_info: LogInfo,
 ) -> tuple[dict[Offset, list[Any]], list[Span]]:
-    """The parts and spans of the messages started after ``begin``, as of ``tail``."""
+    """The parts and spans of the messages started after ``begin``, as of ``tail``.
+
+    ``info`` is the view's log, ``staff_info`` the staff view's (whose offsets
+    key the folded messages).
+    """
     parts: dict[Offset, list[Any]] = {}
     spans: list[Span] = []
     prefix = f"{session_id}\n"
     # Keys are staff-view start offsets; a customer-view position is never
     # larger than the staff-view position of the same event.
-    floor = Offset(working.full_tail.generation, begin)
+    floor = staff_info.offset_at(min(begin, staff_info.tail.position))
+    generations = {s.generation for s in info.chain} or {info.generation}
     page_after: str | None = f"{prefix}{floor}"
     while page_after is not None:
         page = await sessions.store.index.scan(
@@ -195,7 +214,7 @@ async def _known_messages(
             start, end = Offset.parse(start_text), Offset.parse(end_text)
             if start.position <= begin or end > tail:
                 continue  # resumed (read in full), or ended after the tail
-            if start.generation != tail.generation:
+            if start.generation not in generations:
                 continue  # left over from an earlier incarnation of the log
             parts[start] = folded["parts"]
             deltas = folded.get("deltas")
@@ -230,8 +249,11 @@ class _RangeReader:
         self._records = 0
         self._bytes = 0
 
-    async def read(self, generation: int, low: int, high: int) -> list[Entry]:
-        """The stored events at positions ``low`` to ``high``, described."""
+    async def read(
+        self, offset_at: Callable[[int], Offset], low: int, high: int
+    ) -> list[Entry]:
+        """The stored events at positions ``low`` to ``high``, described
+        (``offset_at`` names a position of the log)."""
         entries: list[Entry] = []
         position = low - 1
         while position < high:
@@ -243,7 +265,7 @@ class _RangeReader:
                 self._tenant,
                 self._session_id,
                 staff=self._staff,
-                after=Offset(generation, position),
+                after=offset_at(position),
                 max_bytes=budget,
             )
             if not result.records:

@@ -112,8 +112,9 @@ def plan_redaction(
     data = None
     if visibility == "all":
         later = log.count_visible(target.position, working.full_tail.position)
-        all_tail = working.all_tail
-        visible_target = Offset(all_tail.generation, all_tail.position - later)
+        visible_target = _offset_at(
+            txn, ALL_PREFIX + session_id, working.all_tail.position - later
+        )
         data = {**draft.data, "offset": str(visible_target)}
     planned.append(PlannedRedaction(target, visible_target))
     placed = dataclasses.replace(draft, visibility=visibility)
@@ -233,6 +234,15 @@ def _visibility(raw: bytes) -> Visibility:
     return "all" if raw[at + len(_VISIBILITY_KEY)] == ord("a") else "staff"
 
 
+def _offset_at(txn: Txn, name: str, position: int) -> Offset:
+    """The offset naming ``position`` of a session log as ``txn`` sees it; past
+    its tail (this publish's events, not appended yet), the head generation's."""
+    info = txn.info(name)
+    if position > info.tail.position:
+        return Offset(info.generation, position)
+    return info.offset_at(position)
+
+
 class _StaffLog:
     """The staff view as the publish sees it: the log, then this publish's events.
 
@@ -246,9 +256,7 @@ class _StaffLog:
         self._txn = txn
         self._name = FULL_PREFIX + session_id
         self._stored = stored
-        tail = working.full_tail
-        self._generation = tail.generation
-        self._logged = tail.position - len(stored.full)
+        self._logged = working.full_tail.position - len(stored.full)
         """The last position the log holds; this publish's events follow it."""
 
     def record(self, position: int) -> bytes:
@@ -269,7 +277,7 @@ class _StaffLog:
         logged = self._logged
         found: list[bytes] = []
         if low < logged:
-            after = Offset(self._generation, low)
+            after = _offset_at(self._txn, self._name, low)
             page = self._txn.read(self._name, after, limit=min(high, logged) - low)
             found += [record.data for record in page]
         found += self._stored.full[max(low, logged) - logged : max(0, high - logged)]

@@ -65,11 +65,9 @@ async def record_export(
     def run(txn: Txn) -> None:
         raw = txn.get(EXPORTED, session_id)
         reached = None if raw is None else Offset.parse(raw.decode())
-        joins = start.position == 0 or (
-            reached is not None
-            and reached.generation == start.generation
-            and start <= reached
-        )
+        # Offsets only grow, across the generations a restore adds too: an
+        # export from an offset not past what earlier ones reached joins them.
+        joins = start.position == 0 or (reached is not None and start <= reached)
         if joins and (reached is None or head > reached):
             txn.put(EXPORTED, session_id, str(head).encode())
 

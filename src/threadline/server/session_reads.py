@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
-from ..exceptions import LogNotFound, OffsetGone, ProtocolError, SessionNotFound
+from ..exceptions import LogNotFound, ProtocolError, SessionNotFound
 from ..protocol.events import Event
 from ..protocol.offsets import Offset
 from ..protocol.queue import QUEUE_SESSION, SERVER_SESSIONS
@@ -95,15 +95,16 @@ class SessionReads:
                 info = txn.info(view + session_id)
             except LogNotFound as exc:
                 raise SessionNotFound(f"no session {session_id!r}") from exc
-            if offset.generation not in (0, info.generation):
-                raise OffsetGone(info.earliest, info.tail)
-            target = min(offset.position, info.tail.position)
+            if offset.generation in (0, info.generation):
+                target = min(offset.position, info.tail.position)  # clamped
+            else:  # an earlier generation a restore continued, or gone
+                target = info.position_of(offset)
             current = txn.get(CURSORS, key)
             if current is not None:
                 target = max(
                     target, Offset.parse(orjson.loads(current)["offset"]).position
                 )
-            moved = Offset(info.generation, target)
+            moved = info.offset_at(target)
             cursor: dict[str, Any] = {"offset": str(moved), "staff": staff}
             if not staff and target > 0:
                 # Read receipts for staff: where this is in their view.

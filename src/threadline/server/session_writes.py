@@ -94,6 +94,11 @@ class WorkingState:
     """Participants known to have their membership entries (see :func:`join`)."""
     open_indexed: bool | None = None
     """Whether the OPEN entry exists (``None``: not known since loading)."""
+    full_generation: int = 0
+    all_generation: int = 0
+    """The generations the two views' logs append in now (0: their tails'),
+    set when the state is loaded. They differ from the tails' after a restore
+    (:mod:`threadline.storage.sqlite_backup`) continued the logs."""
 
     def to_json(self) -> bytes:
         """The working state without the ended ids, which grow with the
@@ -275,8 +280,7 @@ def staff_position(txn: Txn, session_id: str, offset: Offset) -> str | None:
     if entry is not None:
         full: str | None = orjson.loads(entry)["full"]
         return full
-    generation = txn.info(FULL_PREFIX + session_id).generation
-    start = Offset(generation, offset.position - 1)
+    start = txn.info(FULL_PREFIX + session_id).offset_at(offset.position - 1)
     for record in txn.read(FULL_PREFIX + session_id, start, limit=_STAFF_LOOKAHEAD):
         found = orjson.loads(record.data)
         if found["id"] == event_id and found["actor"]["id"] == actor_id:
@@ -311,10 +315,15 @@ def store_event(
     """
     visibility = draft.visibility
     assert visibility is not None
-    full_offset = Offset(working.full_tail.generation, working.full_tail.position + 1)
+    full_tail, all_tail = working.full_tail, working.all_tail
+    full_offset = Offset(
+        working.full_generation or full_tail.generation, full_tail.position + 1
+    )
     all_offset = None
     if visibility == "all":
-        all_offset = Offset(working.all_tail.generation, working.all_tail.position + 1)
+        all_offset = Offset(
+            working.all_generation or all_tail.generation, all_tail.position + 1
+        )
     message_id = draft.data.get("message_id") if draft.type in _MESSAGE_TYPES else None
     full_data, all_data = draft.data, visible_data or draft.data
     opened = None

@@ -236,9 +236,10 @@ class SessionManager(SessionReads, SessionSweep):
     def _load(self, txn: Txn, session_id: str) -> WorkingState:
         """The working state, from the cache if it still matches the store."""
         try:
-            full_tail = txn.info(FULL_PREFIX + session_id).tail
+            full = txn.info(FULL_PREFIX + session_id)
         except LogNotFound as exc:
             raise SessionNotFound(f"no session {session_id!r}") from exc
+        full_tail = full.tail
         key = (txn.tenant, session_id)
         cached = self._working.get(key)
         if cached is not None and cached.full_tail == full_tail:
@@ -251,6 +252,8 @@ class SessionManager(SessionReads, SessionSweep):
         if working.full_tail != full_tail:
             raise RuntimeError(f"session {session_id}: state and log disagree")
         working.load_ended(txn, session_id)
+        working.full_generation = full.generation
+        working.all_generation = txn.info(ALL_PREFIX + session_id).generation
         self._working[key] = working
         if len(self._working) > self.max_working:
             self._working.popitem(last=False)  # the least recently used

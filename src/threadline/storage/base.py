@@ -32,13 +32,14 @@ and read:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from ..exceptions import ContentTypeMismatch, InvalidOffset, OffsetGone
-from ..protocol.offsets import Offset, Segment, resolve
+from ..protocol.offsets import Offset, Segment, offset_at, resolve
 from ..protocol.streams import ProducerClaim, is_json, media_type
 
 if TYPE_CHECKING:
@@ -116,6 +117,44 @@ class LogInfo:
     closed: bool
     fork_of: tuple[str, int, int] | None = None
     """(source name, fork position, sub offset) of a fork, for idempotent creates."""
+    chain: tuple[Segment, ...] = ()
+    """The generations the log's positions belong to (a fork's source, a
+    restored log's earlier generation), oldest first; empty: all its own."""
+
+    def offset_at(self, position: int) -> Offset:
+        """The offset that names ``position``, minted by the generation that
+        owns it.
+
+        Raises:
+            InvalidOffset: ``position`` is beyond the tail.
+        """
+        if not self.chain:
+            if position > self.tail.position:
+                raise InvalidOffset(f"position {position} is beyond the tail")
+            return Offset(self.generation, position)
+        return offset_at(list(self.chain), position)
+
+    def position_of(self, offset: Offset) -> int:
+        """The position ``offset`` names in this log.
+
+        Raises:
+            InvalidOffset: a generation of the log, outside its segment.
+            OffsetGone: another generation, or one whose later positions a
+                restore lost.
+        """
+        chain = list(self.chain) or [Segment(self.generation, 0, self.tail.position)]
+        return resolve(chain, offset)
+
+
+def with_pending(info: LogInfo, count: int) -> LogInfo:
+    """``info`` with ``count`` more records of its own after its tail (a
+    transaction's pending appends)."""
+    tail = Offset(info.generation, info.tail.position + count)
+    chain = info.chain
+    if chain:
+        last = chain[-1]
+        chain = (*chain[:-1], Segment(last.generation, last.low, last.high + count))
+    return dataclasses.replace(info, tail=tail, chain=chain)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,6 @@ the contract suite does it).
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from .base import (
     fork_config,
     fork_position,
     slice_record,
+    with_pending,
 )
 from .index import MAX_SCAN, BufferedTxn, IndexStore, Txn, check_table
 
@@ -164,6 +164,7 @@ class MemoryLogStore(LogStore):
             earliest=earliest(chain),
             closed=log.closed,
             fork_of=log.fork_of,
+            chain=tuple(chain),
         )
 
     # Writes
@@ -371,11 +372,8 @@ class _MemoryTxn(BufferedTxn):
     def info(self, name: str) -> LogInfo:
         log, pending = self._log(name)
         info = self._store._info(log)
-        if not pending:
-            return info
         # Pending records are the log's own: their offsets carry its generation.
-        tail = Offset(log.generation, log.tail_position + len(pending))
-        return dataclasses.replace(info, tail=tail)
+        return with_pending(info, len(pending)) if pending else info
 
     def append(
         self,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..exceptions import InvalidOffset, LogClosed, StorageError, TailMismatch
 from ..protocol.offsets import Offset, offset_at, resolve
-from .base import LogInfo, LogKey, Record
+from .base import LogInfo, LogKey, Record, with_pending
 from .index import MAX_SCAN, BufferedTxn, IndexStore, check_table
 from .sqlite_rows import Row, Snapshot
 
@@ -65,6 +65,8 @@ class SQLiteTxn(BufferedTxn):
         self._snapshots = snapshots
         self._appends: dict[str, tuple[Row, list[bytes]]] = {}
         self._replaced: dict[tuple[str, int], bytes] = {}
+        self._replaced_earlier: dict[tuple[str, int, int], bytes] = {}
+        """Rewrites of records of a generation a restore continued."""
 
     def _log(self, name: str) -> tuple[Row, list[bytes]]:
         found = self._appends.get(name)
@@ -77,18 +79,7 @@ class SQLiteTxn(BufferedTxn):
     def info(self, name: str) -> LogInfo:
         row, pending = self._log(name)
         info = row.info()
-        if not pending:
-            return info
-        tail = Offset(row.generation, row.tail + len(pending))
-        return LogInfo(
-            info.key,
-            info.generation,
-            info.config,
-            tail,
-            info.earliest,
-            info.closed,
-            info.fork_of,
-        )
+        return with_pending(info, len(pending)) if pending else info
 
     def append(
         self,
@@ -133,6 +124,10 @@ class SQLiteTxn(BufferedTxn):
                     for position, data in found:
                         if segment.generation == row.generation:
                             data = self._replaced.get((name, position), data)
+                        elif self._replaced_earlier:
+                            data = self._replaced_earlier.get(
+                                (name, segment.generation, position), data
+                            )
                         offset = Offset(segment.generation, position)
                         records.append(Record(offset, bytes(data)))
             except sqlite3.Error as exc:
@@ -149,6 +144,16 @@ class SQLiteTxn(BufferedTxn):
             offset.generation == row.generation
             and row.base < position <= row.tail + len(pending)
         ):
+            # A generation a restore continued holds the log's older records,
+            # and only this log reads it (a fork's source is another log's).
+            for segment in row.chain:
+                if (
+                    segment.lost_after
+                    and segment.generation == offset.generation
+                    and segment.low < position <= segment.high
+                ):
+                    self._replaced_earlier[(name, segment.generation, position)] = data
+                    return
             raise InvalidOffset(f"no record of log {name} at {offset}")
         if position > row.tail:
             pending[position - row.tail - 1] = data
@@ -173,6 +178,10 @@ class SQLiteTxn(BufferedTxn):
         for (name, position), data in self._replaced.items():
             self._store._replace_record(
                 self._conn, self._appends[name][0], position, data
+            )
+        for (name, generation, position), data in self._replaced_earlier.items():
+            self._store._replace_record(
+                self._conn, self._appends[name][0], position, data, generation
             )
         upserts = [
             (self.tenant, t, k, v) for (t, k), v in self._puts.items() if v is not None

@@ -150,6 +150,7 @@ class Row:
             earliest=earliest(segments),
             closed=self.closed,
             fork_of=self.fork_of,
+            chain=tuple(segments),
         )
 
 
@@ -213,19 +214,46 @@ def load_generation(conn: sqlite3.Connection, generation: int) -> Row | None:
     return None if found is None else Row.from_db(found)
 
 
+RESTORED_PREFIX: Final = "\x00restored/"
+"""A restore (:mod:`~threadline.storage.sqlite_backup`) renames each log it
+continues to ``RESTORED_PREFIX + "<generation>/<name>"``: no API name starts
+with a control character, so it can never be reached or taken again."""
+
+
+def restored_name(generation: int, name: str) -> str:
+    """The name a restore gives the generation it continues."""
+    return f"{RESTORED_PREFIX}{generation}/{name}"
+
+
+def original_name(name: str) -> str:
+    """A log's name before any restore renamed it."""
+    if name.startswith(RESTORED_PREFIX):
+        return name.split("/", 2)[2]
+    return name
+
+
 def chain_of(conn: sqlite3.Connection, row: Row) -> list[Segment]:
-    """The ancestors' segments of a fork, each cut at the point its child forked."""
+    """The ancestors' segments of a fork, each cut at the point its child forked.
+
+    A generation that a restore continued (same original name as its child)
+    lost the positions it minted after the backup: its segment says so.
+    """
     segments: list[Segment] = []
     upto = row.base
     parent_id = row.parent
+    child = row
     while parent_id is not None:
         parent = load_generation(conn, parent_id)
         if parent is None:
             raise StorageError(f"fork chain broken at generation {parent_id}")
+        lost = parent.key.name.startswith(RESTORED_PREFIX) and original_name(
+            parent.key.name
+        ) == original_name(child.key.name)
         if parent.base < upto or parent.parent is None:
-            segments.append(Segment(parent.generation, parent.base, upto))
+            segments.append(Segment(parent.generation, parent.base, upto, lost))
         upto = min(upto, parent.base)
         parent_id = parent.parent
+        child = parent
     segments.reverse()
     return segments
 

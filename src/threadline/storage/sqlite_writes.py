@@ -312,21 +312,28 @@ class SQLiteWrites(SQLiteGroupCommit):
         return record_at(conn, segments, position)
 
     def _replace_record(
-        self, conn: sqlite3.Connection, row: Row, position: int, data: bytes
+        self,
+        conn: sqlite3.Connection,
+        row: Row,
+        position: int,
+        data: bytes,
+        generation: int | None = None,
     ) -> None:
-        """Rewrite one record in this batch (``Txn.replace``: a redaction).
+        """Rewrite one record in this batch (``Txn.replace``: a redaction), of
+        the log's own generation or of an earlier one a restore continued.
 
         The reader cache gets the new bytes once the batch is committed.
         """
         self._flush_records(conn)  # the record may have come in this batch
+        generation = row.generation if generation is None else generation
         conn.execute(
             "UPDATE records SET data=? WHERE generation=? AND position=?",
-            (data, row.generation, position),
+            (data, generation, position),
         )
-        appended = self._appended.get(row.generation)
+        appended = self._appended.get(generation)
         if appended is not None:  # the snapshot for the cache must not hold it
             records = appended[1]
             for index, (at, _) in enumerate(records):
                 if at == position:
                     records[index] = (at, data)
-        self._rewrites.append((row.key, row.generation, position, data))
+        self._rewrites.append((row.key, generation, position, data))

@@ -13,6 +13,7 @@ from ..exceptions import (
 )
 from ..protocol.offsets import ZERO, Offset
 from ..storage.base import AppendResult, ForkSpec, LogConfig, LogKey
+from ..storage.index import Txn
 from .harness import (
     JSON,
     KEY,
@@ -89,6 +90,36 @@ async def fork_appends_continue_the_chain(t: StoreUnderTest) -> None:
     texts = [str(r.offset) for r in records]
     assert texts == sorted(texts) and len(set(texts)) == 3
     assert await t.data(FORK, after=offsets[0]) == [b"x", b"y"]
+
+
+@_check
+async def info_names_each_position_with_the_generation_that_owns_it(
+    t: StoreUnderTest,
+) -> None:
+    """A fork's info maps its inherited positions to its source's generation
+    and its own (and, inside a transaction, pending) ones to its own, both
+    ways; past the working tail it refuses."""
+    offsets = (await _source(t, b"a", b"b", b"c")).offsets
+    fork = await t.create(FORK, None, fork=ForkSpec(SOURCE, offsets[1]))
+    info = await t.store.head(FORK)
+    assert info.offset_at(0) == Offset(offsets[0].generation, 0)
+    assert info.offset_at(2) == offsets[1]
+    assert info.position_of(offsets[1]) == 2
+    try:
+        info.offset_at(3)
+    except InvalidOffset:
+        pass
+    else:
+        raise AssertionError("offset_at past the tail did not raise")
+
+    def look(txn: Txn) -> tuple[Offset, Offset, int]:
+        [pending] = txn.append(FORK.name, [b"x"])
+        working = txn.info(FORK.name)
+        return working.offset_at(3), pending, working.position_of(pending)
+
+    own, pending, position = await t.store.transact(FORK.tenant, look)
+    assert own == pending == Offset(fork.generation, 3)
+    assert position == 3
 
 
 @_check
