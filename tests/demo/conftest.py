@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +26,7 @@ class DemoServer:
     url: str
 
 
-def serve_demo(**settings: object) -> Iterator[DemoServer]:
+def serve_demo(**settings: object) -> Generator[DemoServer, None, None]:
     """Bind port 0 first (the AI needs the URL), then run uvicorn in a thread."""
     sock, url = bind_free_port()
     app = DemoApp(DemoSettings(url=url, **settings))  # type: ignore[arg-type]

@@ -228,3 +228,24 @@ async def reply_after(events: Subscription, start: Event) -> tuple[str, Event]:
             elif event.type == "message.end":
                 return "".join(text), event
     raise AssertionError("the subscription ended first")
+
+
+async def test_demo_stops_promptly_while_the_ai_answers(tmp_path: Path) -> None:
+    """Stopping the demo mid-answer does not wait for the AI's reply to end
+    over connections the server already closed: it stops within seconds (the
+    lease sweep ends the reply at the next start)."""
+    served = serve_demo(store=f"sqlite:///{tmp_path}/demo.db", pace=0.05)
+    demo = next(served)
+    customer = sign_in(demo.url, "customer", "Dana")
+    async with threadline.connect(demo.url, customer["token"]) as client:
+        await client.create_session("order-quit")
+        session = client.session("order-quit")
+        async with session.subscribe("-1") as events:
+            await session.send_message("Where is my order #1234?")
+            await until(
+                events, lambda e: e.type == "message.delta" and e.actor.role == "ai"
+            )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.to_thread(served.close)  # stops the server (asserts it did)
+    assert loop.time() - started < 8.0  # not the client's 30 s timeout

@@ -60,6 +60,10 @@ AbsentPolicy = Literal["continue", "pause", "cancel"]
 """What a reply does once the customer has been away for the grace period."""
 
 _RETRY_DELAY: Final = 1.0  # seconds after an unexpected failure of a step
+CLOSE_GRACE: Final = 1.0
+"""Seconds :meth:`SessionWorker.aclose` lets a stopped reply publish its end;
+past it (the server may be gone) the server's lease sweep ends it
+(``producer_lost``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +128,9 @@ class SessionWorker:
         if driver is not None and not driver.done():
             if run is not None:
                 self._stop(run, "producer_stopped")
-                # The driver ends the run; give it the client's timeout.
-                await asyncio.wait([driver], timeout=self.settings.client.timeout)
+                # The driver ends the run, if the server is still there.
+                grace = min(self.settings.client.timeout, CLOSE_GRACE)
+                await asyncio.wait([driver], timeout=grace)
             driver.cancel()
         if not self.task.done():
             self.task.cancel()

@@ -17,6 +17,8 @@ API, each with its role's token. The lifespan starts the demo AI
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import MutableMapping
 from dataclasses import dataclass
@@ -56,6 +58,7 @@ _TYPES: Final = {
     ".png": b"image/png",
 }
 _MAX_SIGN_IN_BODY: Final = 4096
+_AI_CLOSE_SECONDS: Final = 5.0  # at most, for the demo AI to stop at shutdown
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +216,10 @@ class DemoApp:
         async def receive_() -> MutableMapping[str, Any]:
             message = await receive()
             if message["type"] == "lifespan.shutdown" and ai is not None:
-                await ai.aclose()  # before the server stops
+                # Before the server stops; bounded, so that a reply that can no
+                # longer end (its connection is closed) never holds the exit.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ai.aclose(), _AI_CLOSE_SECONDS)
             return message
 
         async def send_(message: MutableMapping[str, Any]) -> None:
