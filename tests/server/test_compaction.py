@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from tests.server.conftest import SECRET
+from tests.server.drafts import delta, end, start
 from tests.server.harness import ServerThread, WaitCounter, asgi_client
 from tests.utils import MS
 from threadline.auth import create_token
@@ -20,7 +21,6 @@ from threadline.exceptions import OffsetGone, StorageError
 from threadline.protocol.actors import Actor
 from threadline.protocol.events import Event, EventDraft
 from threadline.protocol.offsets import Offset
-from threadline.protocol.payloads import Visibility
 from threadline.protocol.sse import SSEDecoder, SSEEvent
 from threadline.server import Config, create_app
 from threadline.server.compaction import CompactRead
@@ -40,29 +40,6 @@ async def manager(opener: Opener) -> SessionManager:
     sessions = SessionManager(await opener())
     await sessions.create(TENANT, SID, customer=CUSTOMER.id)
     return sessions
-
-
-def start(
-    mid: str, visibility: Visibility | None = None, role: str = "assistant"
-) -> EventDraft:
-    data = {"message_id": mid, "role": role}
-    return EventDraft("message.start", f"{mid}-s", data, visibility)
-
-
-def delta(mid: str, seq: int, text: str) -> EventDraft:
-    data = {
-        "message_id": mid,
-        "seq": seq,
-        "part_index": 0,
-        "part_type": "text",
-        "text": text,
-    }
-    return EventDraft("message.delta", f"{mid}-d{seq}", data)
-
-
-def end(mid: str) -> EventDraft:
-    data = {"message_id": mid, "status": "complete"}
-    return EventDraft("message.end", f"{mid}-e", data)
 
 
 def streamed(mid: str, *texts: str) -> list[EventDraft]:

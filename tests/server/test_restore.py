@@ -8,11 +8,11 @@ from pathlib import Path
 import orjson
 import pytest
 
+from tests.server.drafts import assert_chain, delta, end, message, start
 from threadline.exceptions import OffsetGone, UnknownReference
 from threadline.protocol.actors import Actor
-from threadline.protocol.audit import data_digest, event_hash
 from threadline.protocol.audit_export import verify_export
-from threadline.protocol.events import GENESIS_HASH, Event, EventDraft
+from threadline.protocol.events import Event, EventDraft
 from threadline.protocol.offsets import Offset
 from threadline.server.audit import AuditSigner, export_lines
 from threadline.server.sessions import SessionManager
@@ -25,15 +25,6 @@ AGENT = Actor("agent_7", "agent", "Sam")
 TENANT, SID = "acme", "order-1234"
 
 
-def message(event_id: str, text: str, role: str = "user") -> EventDraft:
-    parts = [{"type": "text", "text": text}]
-    return EventDraft(
-        "message",
-        event_id,
-        {"message_id": f"m-{event_id}", "role": role, "parts": parts},
-    )
-
-
 async def opened(path: Path) -> SessionManager:
     store = SQLiteLogStore(str(path))
     await store.start()
@@ -43,23 +34,6 @@ async def opened(path: Path) -> SessionManager:
 async def events(sessions: SessionManager, *, staff: bool) -> list[Event]:
     result = await sessions.read(TENANT, SID, staff=staff, after=None)
     return SessionManager.parse_events([r.data for r in result.records])
-
-
-def assert_chain(found: list[Event]) -> None:
-    previous = GENESIS_HASH
-    for event in found:
-        assert event.prev_hash == previous
-        assert event.hash == event_hash(
-            prev_hash=previous,
-            offset=str(event.offset),
-            ts=event.ts,
-            type=event.type,
-            actor=event.actor.to_json(),
-            visibility=event.visibility,
-            id=event.id,
-            data_sha256=data_digest(event.data),
-        )
-        previous = event.hash
 
 
 async def test_a_restored_session_goes_on_from_the_backup(tmp_path: Path) -> None:
@@ -158,29 +132,6 @@ async def test_read_receipts_find_events_of_the_restored_generation(
         assert receipt["staff_offset"] == str(staff.offset)
     finally:
         await sessions.store.stop()
-
-
-def start(mid: str) -> EventDraft:
-    return EventDraft(
-        "message.start", f"{mid}-s", {"message_id": mid, "role": "assistant"}
-    )
-
-
-def delta(mid: str, seq: int, text: str) -> EventDraft:
-    data = {
-        "message_id": mid,
-        "seq": seq,
-        "part_index": 0,
-        "part_type": "text",
-        "text": text,
-    }
-    return EventDraft("message.delta", f"{mid}-d{seq}", data)
-
-
-def end(mid: str) -> EventDraft:
-    return EventDraft(
-        "message.end", f"{mid}-e", {"message_id": mid, "status": "complete"}
-    )
 
 
 async def test_compact_view_of_a_restored_session_spans_both_generations(

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 import pytest
 
+from tests.server.drafts import assert_chain, message
 from threadline.exceptions import (
     DeltaGap,
     NotInControl,
@@ -16,8 +17,7 @@ from threadline.exceptions import (
     TailMismatch,
 )
 from threadline.protocol.actors import Actor
-from threadline.protocol.audit import data_digest, event_hash
-from threadline.protocol.events import GENESIS_HASH, Event, EventDraft
+from threadline.protocol.events import Event, EventDraft
 from threadline.protocol.offsets import Offset
 from threadline.server.sessions import (
     IdConflict,
@@ -41,15 +41,6 @@ async def manager(opener: Opener) -> SessionManager:
         TENANT, SID, customer=CUSTOMER.id, metadata={"channel": "web"}
     )
     return sessions
-
-
-def message(event_id: str, text: str, role: str = "user") -> EventDraft:
-    parts = [{"type": "text", "text": text}]
-    return EventDraft(
-        "message",
-        event_id,
-        {"message_id": f"m-{event_id}", "role": role, "parts": parts},
-    )
 
 
 def note(event_id: str, text: str) -> EventDraft:
@@ -95,20 +86,7 @@ async def test_hash_chain_links_every_stored_event(opener: Opener) -> None:
         TENANT, SID, AI, [note("n1", "x"), message("a1", "yo", "assistant")]
     )
     for staff in (True, False):
-        previous = GENESIS_HASH
-        for event in await events(sessions, staff=staff):
-            assert event.prev_hash == previous
-            assert event.hash == event_hash(
-                prev_hash=previous,
-                offset=str(event.offset),
-                ts=event.ts,
-                type=event.type,
-                actor=event.actor.to_json(),
-                visibility=event.visibility,
-                id=event.id,
-                data_sha256=data_digest(event.data),
-            )
-            previous = event.hash
+        assert_chain(await events(sessions, staff=staff))
 
 
 async def test_retry_is_stored_once_with_its_original_offset(opener: Opener) -> None:

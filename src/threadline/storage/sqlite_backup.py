@@ -91,9 +91,7 @@ def backup(path: str, dest: str) -> BackupInfo:
             _check_integrity(target, partial)
         finally:
             target.close()
-        _fsync(partial)
-        os.replace(partial, dest)
-        _fsync_dir(dest)
+        _put_in_place(partial, dest)
     except sqlite3.Error as exc:
         raise StorageError(f"backup of {path} failed: {exc}") from exc
     finally:
@@ -136,12 +134,10 @@ def restore(backup_path: str, path: str, *, replace: bool = False) -> RestoreInf
                 target.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
                 target.close()
-            _fsync(partial)
-            for suffix in ("-wal", "-shm"):
+            for suffix in ("-wal", "-shm"):  # the replaced file's
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path + suffix)
-            os.replace(partial, path)
-            _fsync_dir(path)
+            _put_in_place(partial, path)
         except sqlite3.Error as exc:
             raise StorageError(f"restore of {backup_path} failed: {exc}") from exc
         finally:
@@ -230,16 +226,16 @@ def _counts(conn: sqlite3.Connection) -> tuple[int, int]:
     return logs, records
 
 
+def _put_in_place(partial: str, path: str) -> None:
+    """Make the finished copy ``partial`` the file ``path``, durably: its
+    bytes, then the rename (the directory entry)."""
+    _fsync(partial)
+    os.replace(partial, path)
+    _fsync(os.path.dirname(os.path.abspath(path)))
+
+
 def _fsync(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
