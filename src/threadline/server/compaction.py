@@ -106,16 +106,8 @@ async def read_compact(
         start = info.earliest if begin == 0 else after
         assert start is not None
         return CompactRead([], start, True)
-    # The staff view's generations name the folded messages' keys.
-    staff_info = (
-        info
-        if staff
-        else await sessions.store.head(
-            sessions.view_key(tenant, session_id, staff=True)
-        )
-    )
     parts, spans = await _known_messages(
-        sessions, tenant, session_id, working, staff, begin, tail, info, staff_info
+        sessions, tenant, session_id, working, staff, begin, tail, info
     )
     entries: list[Entry] = []
     reader = _RangeReader(sessions, tenant, session_id, staff)
@@ -185,19 +177,17 @@ async def _known_messages(
     begin: int,
     tail: Offset,
     info: LogInfo,
-    staff_info: LogInfo,
 ) -> tuple[dict[Offset, list[Any]], list[Span]]:
-    """The parts and spans of the messages started after ``begin``, as of ``tail``.
-
-    ``info`` is the view's log, ``staff_info`` the staff view's (whose offsets
-    key the folded messages).
-    """
+    """The parts and spans of the messages started after ``begin``, as of
+    ``tail``; ``info`` is the view's log."""
     parts: dict[Offset, list[Any]] = {}
     spans: list[Span] = []
     prefix = f"{session_id}\n"
     # Keys are staff-view start offsets; a customer-view position is never
-    # larger than the staff-view position of the same event.
-    floor = staff_info.offset_at(min(begin, staff_info.tail.position))
+    # larger than the staff-view position of the same event. The state knows
+    # which staff generation holds a position (a restore adds one).
+    state = working.state
+    floor = Offset(state.owner_generation(begin) or working.full_tail.generation, begin)
     generations = {s.generation for s in info.chain} or {info.generation}
     page_after: str | None = f"{prefix}{floor}"
     while page_after is not None:

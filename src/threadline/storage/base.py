@@ -119,7 +119,8 @@ class LogInfo:
     """(source name, fork position, sub offset) of a fork, for idempotent creates."""
     chain: tuple[Segment, ...] = ()
     """The generations the log's positions belong to (a fork's source, a
-    restored log's earlier generation), oldest first; empty: all its own."""
+    restored log's earlier generation), oldest first; empty when all are its
+    own (no tuple for the common case: infos are made on every read)."""
 
     def offset_at(self, position: int) -> Offset:
         """The offset that names ``position``, minted by the generation that

@@ -164,7 +164,7 @@ class MemoryLogStore(LogStore):
             earliest=earliest(chain),
             closed=log.closed,
             fork_of=log.fork_of,
-            chain=tuple(chain),
+            chain=tuple(chain) if len(chain) > 1 else (),  # one: all its own
         )
 
     # Writes

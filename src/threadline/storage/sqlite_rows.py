@@ -150,7 +150,7 @@ class Row:
             earliest=earliest(segments),
             closed=self.closed,
             fork_of=self.fork_of,
-            chain=tuple(segments),
+            chain=tuple(segments) if len(segments) > 1 else (),  # one: all its own
         )
 
 
